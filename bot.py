@@ -1,0 +1,410 @@
+"""Tally: XP, levels and leaderboards for a Discord server.
+
+Run it with ``python bot.py`` (settings come from ``.env``, see ``.env.example``).
+This file holds the leveling bot itself: the XP listener and the ``level``,
+``leaderboard`` and ``prefix`` commands, the one error handler, and ``main()``,
+which owns the process from settings to shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import signal
+import sys
+from pathlib import Path
+
+import discord
+from discord.ext import commands
+from dotenv import load_dotenv
+
+import levels
+from config import ConfigError, Settings, load_settings, prefix_problem
+from db import Database, DatabaseRefused
+from xp import XpTracker
+
+log = logging.getLogger("tally")
+
+PAGE_SIZE = 10
+EMBED_COLOUR = discord.Colour.blurple()
+TIE_RULE = "ties go to the lower user ID (the older Discord account)"
+
+PORTAL_INTENTS = (
+    "turn on the Message Content and Server Members privileged intents in the Discord Developer Portal "
+    "(your application > Bot > Privileged Gateway Intents), then start Tally again"
+)
+PORTAL_TOKEN = (
+    "Discord rejected DISCORD_TOKEN: reset the token in the Discord Developer Portal "
+    "(your application > Bot > Reset Token), put the new one in .env, then start Tally again"
+)
+
+
+def plain(text: str) -> str:
+    """A name or argument made safe to show: no markdown, no mentions."""
+    return discord.utils.escape_mentions(discord.utils.escape_markdown(text))
+
+
+class Tally(commands.Bot):
+    """The bot: intents, prefixes, mentions and lifetime are set here on purpose."""
+
+    def __init__(self, settings: Settings, db: Database) -> None:
+        intents = discord.Intents.none()
+        intents.guilds = True
+        intents.members = True  # names for !level <name> and the leaderboard
+        intents.guild_messages = True
+        intents.dm_messages = True  # so !help answers in DMs
+        intents.message_content = True  # prefix commands need the text
+        super().__init__(
+            command_prefix=Tally.prefixes_for,
+            intents=intents,
+            allowed_mentions=discord.AllowedMentions.none(),  # opt in per message where a ping is the point
+            help_command=TallyHelp(command_attrs={"help": "List every command, or explain one."}),
+            case_insensitive=True,
+            chunk_guilds_at_startup=False,  # members are fetched on demand, start-up stays fast
+            max_messages=None,  # no message cache: Tally never looks back at old messages
+        )
+        self.settings = settings
+        self.db = db
+        self.curve = levels.curve(settings.level_curve)
+        self.xp = XpTracker(
+            db,
+            xp_per_message=settings.xp_per_message,
+            cooldown_seconds=settings.xp_cooldown_seconds,
+            flush_seconds=settings.xp_flush_seconds,
+        )
+        self.guild_prefixes: dict[int, str] = {}
+        self._shutdown: asyncio.Task[None] | None = None
+
+    async def setup_hook(self) -> None:
+        self.guild_prefixes = await self.db.prefixes()
+        await self.add_cog(Leveling(self))
+        self.xp.start()
+
+    async def prefixes_for(self, message: discord.Message) -> list[str]:
+        """The guild's prefix (from memory, never a query) and a mention of the bot."""
+        prefix = self.settings.default_prefix
+        if message.guild is not None:
+            prefix = self.guild_prefixes.get(message.guild.id, prefix)
+        return commands.when_mentioned_or(prefix)(self, message)
+
+    def prefix_of(self, guild: discord.Guild | None) -> str:
+        if guild is None:
+            return self.settings.default_prefix
+        return self.guild_prefixes.get(guild.id, self.settings.default_prefix)
+
+    async def on_ready(self) -> None:
+        log.info("connected as %s (ID %s) to %d servers", self.user, self.user.id, len(self.guilds))
+
+    async def close(self) -> None:
+        """Close the gateway, then save pending XP, then close the database.
+
+        A signal and ``async with`` may both call this: both wait for one shutdown.
+        """
+        if self._shutdown is None:
+            self._shutdown = asyncio.create_task(self._shut_down())
+        await asyncio.shield(self._shutdown)
+
+    async def _shut_down(self) -> None:
+        log.info("shutting down")
+        await super().close()
+        await self.xp.stop()
+        await self.db.close()
+        log.info("shut down cleanly")
+
+    async def on_command_error(self, ctx: commands.Context[Tally], error: commands.CommandError) -> None:
+        """The one error handler: one friendly line for the member, details for the log."""
+        if isinstance(error, commands.CommandNotFound):
+            return
+        reply = explain(ctx, error)
+        if reply is None:
+            original = getattr(error, "original", error)
+            if isinstance(original, discord.Forbidden):
+                log.warning(
+                    "missing permission in guild %s channel %s for command %s",
+                    getattr(ctx.guild, "id", None),
+                    ctx.channel.id,
+                    ctx.command,
+                )
+                return
+            log.error(
+                "command %s failed in guild %s channel %s for user %s",
+                ctx.command,
+                getattr(ctx.guild, "id", None),
+                ctx.channel.id,
+                ctx.author.id,
+                exc_info=original,
+            )
+            reply = "Sorry, something went wrong on my side. The bot's owner can find the details in the log."
+        await safe_send(ctx.channel, reply)
+
+
+def invocation(prefix: str, command: commands.Command) -> str:
+    """How to type a command, e.g. ``!level [member]``, in code formatting."""
+    return f"`{prefix}{command.qualified_name} {command.signature}`".replace(" `", "`")
+
+
+def usage(ctx: commands.Context[Tally]) -> str:
+    return f"Usage: {invocation(ctx.clean_prefix, ctx.command)}" if ctx.command else ""
+
+
+def explain(ctx: commands.Context[Tally], error: commands.CommandError) -> str | None:
+    """The member-facing line for an expected error, or None for a bug."""
+    if isinstance(error, commands.NoPrivateMessage):
+        return "This command only works in a server."
+    if isinstance(error, commands.MissingPermissions):
+        needed = ", ".join(p.replace("_", " ").replace("guild", "server").title() for p in error.missing_permissions)
+        return f"You need the {needed} permission to do that."
+    if isinstance(error, commands.BotMissingPermissions):
+        needed = ", ".join(p.replace("_", " ").replace("guild", "server").title() for p in error.missing_permissions)
+        return f"I need the {needed} permission to do that."
+    if isinstance(error, commands.CommandOnCooldown):
+        return f"Slow down: try that again in {math.ceil(error.retry_after)} s."
+    if isinstance(error, commands.MemberNotFound):
+        return f"I can't find a member called {plain(error.argument)[:100]} in this server."
+    if isinstance(error, commands.MissingRequiredArgument):
+        return f"Missing `{error.param.name}`. {usage(ctx)}"
+    if isinstance(error, commands.RangeError):
+        return f"That number is out of range. {usage(ctx)}"
+    if isinstance(error, commands.UserInputError):
+        name = ctx.current_parameter.name if ctx.current_parameter else "argument"
+        return f"That isn't a valid `{name}`. {usage(ctx)}"
+    if isinstance(error, commands.CheckFailure):
+        return "You can't use this command here."
+    return None
+
+
+async def safe_send(channel: discord.abc.Messageable, content: str | None = None, **kwargs) -> bool:
+    """Send, logging (not raising) when Discord refuses. Returns whether it was sent."""
+    try:
+        await channel.send(content, **kwargs)
+        return True
+    except discord.Forbidden:
+        log.warning("cannot post in channel %s: missing permission", getattr(channel, "id", None))
+    except discord.HTTPException as exc:
+        log.warning("posting in channel %s failed: HTTP %s", getattr(channel, "id", None), exc.status)
+    return False
+
+
+# "[member]" in help rather than "[member=<you>]"
+YOU = commands.parameter(default=lambda ctx: ctx.author, displayed_default="")
+
+
+class Leveling(commands.Cog):
+    """XP by chatting, levels and leaderboards."""
+
+    def __init__(self, bot: Tally) -> None:
+        self.bot = bot
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        """Award XP for a member's message (a listener: commands are processed separately)."""
+        if message.guild is None or message.author.bot or message.webhook_id is not None or message.is_system():
+            return
+        if await self._invokes_command(message):
+            return
+        gain = await self.bot.xp.award(message.guild.id, message.author.id, message.author.display_name)
+        if gain is None:
+            return
+        before, after = gain
+        curve = self.bot.curve
+        new_level = curve.level_for(after)
+        if new_level > curve.level_for(before):
+            await safe_send(
+                message.channel,
+                f"{message.author.mention} reached level {new_level}!",
+                allowed_mentions=discord.AllowedMentions(users=[message.author]),
+            )
+
+    async def _invokes_command(self, message: discord.Message) -> bool:
+        prefixes = await self.bot.prefixes_for(message)
+        if not message.content.startswith(tuple(prefixes)):
+            return False
+        ctx = await self.bot.get_context(message)
+        return ctx.command is not None
+
+    @commands.command(aliases=["rank"])
+    @commands.guild_only()
+    async def level(self, ctx: commands.Context[Tally], *, member: discord.Member = YOU) -> None:
+        """Show a member's level, XP and rank (you, or a mention, ID or name)."""
+        if member.bot:
+            await ctx.send(f"{plain(member.display_name)} is a bot; bots don't earn XP.")
+            return
+        board = await self.bot.xp.board(ctx.guild.id)
+        rank = board.rank_of(member.id)
+        if rank is None:
+            who = "You haven't" if member == ctx.author else f"{plain(member.display_name)} hasn't"
+            await ctx.send(f"{who} earned any XP in this server yet. Chatting earns XP.")
+            return
+        progress = self.bot.curve.progress(board.xp_of(member.id))
+        embed = discord.Embed(title=f"{member.display_name}", colour=EMBED_COLOUR)
+        embed.set_thumbnail(url=member.display_avatar.url)
+        embed.add_field(name="Level", value=f"{progress.level:,}")
+        embed.add_field(name="Rank", value=f"#{rank:,} of {len(board):,}")
+        embed.add_field(name="Total XP", value=f"{progress.xp:,}")
+        embed.add_field(
+            name=f"Progress to level {progress.level + 1:,}",
+            value=(
+                f"{levels.progress_bar(progress.into_level, progress.level_span)}\n"
+                f"{progress.into_level:,} / {progress.level_span:,} XP ({progress.to_next:,} XP to go)"
+            ),
+            inline=False,
+        )
+        await ctx.send(embed=embed)
+
+    @commands.command(aliases=["lb", "top"])
+    @commands.guild_only()
+    @commands.cooldown(3, 10, commands.BucketType.member)  # a page is big: no spamming the channel with them
+    async def leaderboard(self, ctx: commands.Context[Tally], page: commands.Range[int, 1] = 1) -> None:
+        """Show the server's members by XP, 10 a page; ties go to the lower user ID."""
+        board = await self.bot.xp.board(ctx.guild.id)
+        if not len(board):
+            await ctx.send("Nobody has earned XP in this server yet. Start chatting to top the board!")
+            return
+        pages = math.ceil(len(board) / PAGE_SIZE)
+        if page > pages:
+            await ctx.send(f"There {'is only 1 page' if pages == 1 else f'are only {pages:,} pages'} right now.")
+            return
+        start = (page - 1) * PAGE_SIZE
+        rows = board.page(start, PAGE_SIZE)
+        names = await self._names(ctx.guild, [user_id for user_id, _ in rows])
+        lines = [
+            f"**#{start + i:,}** {plain(names[user_id])[:40]} · level {self.bot.curve.level_for(xp):,} · {xp:,} XP"
+            for i, (user_id, xp) in enumerate(rows, start=1)
+        ]
+        embed = discord.Embed(title=f"Leaderboard: {ctx.guild.name}", description="\n".join(lines), colour=EMBED_COLOUR)
+        embed.set_footer(text=f"Page {page:,} of {pages:,} · {len(board):,} members · {TIE_RULE}")
+        await ctx.send(embed=embed)
+
+    async def _names(self, guild: discord.Guild, user_ids: list[int]) -> dict[int, str]:
+        """Current display names, else the last name Tally saw (members who left)."""
+        names: dict[int, str] = {}
+        missing = []
+        for user_id in user_ids:
+            member = guild.get_member(user_id)
+            if member is not None:
+                names[user_id] = member.display_name
+            else:
+                missing.append(user_id)
+        if missing:
+            stored = await self.bot.db.names(guild.id, missing)
+            for user_id in missing:
+                names[user_id] = self.bot.xp.pending_name(guild.id, user_id) or stored.get(user_id) or f"user {user_id}"
+        return names
+
+    @commands.command()
+    @commands.guild_only()
+    async def prefix(self, ctx: commands.Context[Tally], *, new: str | None = None) -> None:
+        """Show the prefix; `prefix <new>` or `prefix reset` changes it (Manage Server)."""
+        current = self.bot.prefix_of(ctx.guild)
+        if new is None:
+            await ctx.send(f"My prefix here is `{current}` (mentioning me works too), e.g. `{current}level`.")
+            return
+        if not ctx.author.guild_permissions.manage_guild:
+            raise commands.MissingPermissions(["manage_guild"])
+        if new.lower() == "reset":
+            await self.bot.db.reset_prefix(ctx.guild.id)
+            self.bot.guild_prefixes.pop(ctx.guild.id, None)
+            await ctx.send(f"Prefix reset to `{self.bot.settings.default_prefix}`.")
+            return
+        problem = prefix_problem(new)
+        if problem:
+            await ctx.send(f"That prefix won't work: {problem}.")
+            return
+        await self.bot.db.set_prefix(ctx.guild.id, new)
+        self.bot.guild_prefixes[ctx.guild.id] = new
+        await ctx.send(f"Prefix set to `{new}`: try `{new}level`. Mentioning me always works too.")
+
+
+class TallyHelp(commands.HelpCommand):
+    """Every command with its usage and one-line summary."""
+
+    async def send_bot_help(self, mapping) -> None:
+        prefix = self.context.clean_prefix
+        lines = ["**Tally commands**"]
+        for command in await self.filter_commands(self.context.bot.commands, sort=True):
+            lines.append(f"{invocation(prefix, command)}: {command.short_doc}")
+        lines.append(f"Type `{prefix}help <command>` for more about one command.")
+        await self.get_destination().send("\n".join(lines))
+
+    async def send_command_help(self, command: commands.Command) -> None:
+        prefix = self.context.clean_prefix
+        text = invocation(prefix, command)
+        if command.aliases:
+            text += f" (also: {', '.join(command.aliases)})"
+        await self.get_destination().send(f"{text}\n{command.help or ''}")
+
+    async def command_not_found(self, string: str) -> str:
+        return f"No command called {plain(string)[:50]}."
+
+
+# -- the process --------------------------------------------------------------------
+
+
+class RedactToken(logging.Filter):
+    """Belt and braces: the token never reaches a log line, whoever logs it."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.token in message:
+            record.msg, record.args = message.replace(self.token, "[token]"), None
+        return True
+
+
+def configure_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.addFilter(RedactToken(settings.token))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level)
+    # discord.py's DEBUG lines carry message contents and aiosqlite's every query:
+    # Tally logs IDs, not content, so both stay at INFO or above.
+    for noisy in ("discord", "aiosqlite"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
+
+
+EXIT_OWNER_MUST_FIX = 2  # settings, token, intents or database: restarting will not help
+
+
+async def run(settings: Settings) -> int:
+    """Open the database, run the bot until a signal or a fatal error; the exit code."""
+    try:
+        db = await Database.open(settings.database_path)
+    except DatabaseRefused as exc:
+        log.error("cannot use the database: %s", exc)
+        return EXIT_OWNER_MUST_FIX
+    bot = Tally(settings, db)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, lambda: asyncio.ensure_future(bot.close()))
+    try:
+        await bot.start(settings.token)
+    except discord.LoginFailure:
+        log.error(PORTAL_TOKEN)
+        return EXIT_OWNER_MUST_FIX
+    except discord.PrivilegedIntentsRequired:
+        log.error("Discord refused the connection: %s", PORTAL_INTENTS)
+        return EXIT_OWNER_MUST_FIX
+    finally:
+        await bot.close()  # waits for the whole shutdown, whoever started it
+    return 0
+
+
+def main() -> None:
+    load_dotenv(Path.cwd() / ".env")
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"tally: configuration error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_OWNER_MUST_FIX)
+    configure_logging(settings)
+    sys.exit(asyncio.run(run(settings)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Settings: the environment (and ``.env``) turned into one frozen dataclass.
+
+Every variable is documented in ``.env.example``. A missing or malformed value
+raises :class:`ConfigError` with one line that names the variable and the
+expected form; the token's value is never part of a message.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from levels import CURVE_NAMES, CurveName
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+MAX_PREFIX_LENGTH = 5
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message is one line for the owner."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    token: str
+    database_path: Path
+    default_prefix: str
+    xp_per_message: int
+    xp_cooldown_seconds: int
+    xp_flush_seconds: float
+    level_curve: CurveName
+    log_level: str
+
+    def __repr__(self) -> str:  # keep the token out of any accidental log line
+        return f"Settings(database_path={str(self.database_path)!r}, level_curve={self.level_curve!r}, ...)"
+
+
+def prefix_problem(prefix: str) -> str | None:
+    """Why ``prefix`` cannot be a command prefix, or None when it can."""
+    if not prefix:
+        return "a prefix needs at least 1 character"
+    if "@" in prefix or "<" in prefix:
+        return "a prefix cannot contain a mention (@ or <)"
+    if any(ch.isspace() for ch in prefix):
+        return "a prefix cannot contain spaces"
+    if "`" in prefix:
+        return "a prefix cannot contain backticks"
+    if prefix.startswith("/"):
+        return "a prefix cannot start with / (that belongs to slash commands)"
+    if len(prefix) > MAX_PREFIX_LENGTH:
+        return f"a prefix can be at most {MAX_PREFIX_LENGTH} characters long"
+    return None
+
+
+def _whole_number(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise ConfigError(f"{name} must be a whole number from {low} to {high} (got {raw!r})")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:  # also refuses nan and inf
+        raise ConfigError(f"{name} must be a number of seconds from {low:g} to {high:g} (got {raw!r})")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if raw.lower() not in (choice.lower() for choice in choices):
+        raise ConfigError(f"{name} must be one of {', '.join(choices)} (got {raw!r})")
+    return next(choice for choice in choices if choice.lower() == raw.lower())
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise ConfigError on the first bad one."""
+    env = os.environ if env is None else env
+
+    token = env.get("DISCORD_TOKEN", "").strip()
+    if not token:
+        raise ConfigError(
+            "DISCORD_TOKEN is missing: copy .env.example to .env and paste your bot's token "
+            "from the Developer Portal (Bot > Reset Token)"
+        )
+    if any(ch.isspace() for ch in token) or len(token) < 20:
+        raise ConfigError("DISCORD_TOKEN does not look like a bot token (one line, no spaces, about 70 characters)")
+
+    database_path = Path(env.get("DATABASE_PATH", "").strip() or "data/tally.db")
+    if database_path.exists() and database_path.is_dir():
+        raise ConfigError(f"DATABASE_PATH must name a file, not a folder (got {str(database_path)!r})")
+
+    default_prefix = env.get("DEFAULT_PREFIX", "").strip() or "!"
+    problem = prefix_problem(default_prefix)
+    if problem:
+        raise ConfigError(f"DEFAULT_PREFIX is not a valid prefix: {problem} (got {default_prefix!r})")
+
+    return Settings(
+        token=token,
+        database_path=database_path,
+        default_prefix=default_prefix,
+        xp_per_message=_whole_number(env, "XP_PER_MESSAGE", 5, 1, 1000),
+        xp_cooldown_seconds=_whole_number(env, "XP_COOLDOWN_SECONDS", 60, 0, 86400),
+        xp_flush_seconds=_seconds(env, "XP_FLUSH_SECONDS", 1.0, 0.05, 60.0),
+        level_curve=_choice(env, "LEVEL_CURVE", "linear", CURVE_NAMES),  # type: ignore[arg-type]
+        log_level=_choice(env, "LOG_LEVEL", "INFO", LOG_LEVELS),
+    )

@@ -1,0 +1,292 @@
+"""The database: the only module that speaks SQL.
+
+One long-lived aiosqlite connection, opened at start-up and closed at shutdown.
+Every value reaches SQLite through a placeholder; every write goes through
+:meth:`Database.transaction`, which holds one lock, so writes never interleave.
+
+At start-up :meth:`Database.open` makes sure the file is a Tally database it
+understands: a new file gets ``schema.sql``; an older one is upgraded by the
+numbered migrations below (after a backup copy); anything else is refused
+with a :class:`DatabaseRefused` whose message says what to do, and the file
+is left untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import NamedTuple
+
+import aiosqlite
+
+log = logging.getLogger(__name__)
+
+SCHEMA_PATH = Path(__file__).with_name("schema.sql")
+SCHEMA_VERSION = 1
+
+# Numbered migrations: MIGRATIONS[n] upgrades a version-n database to n + 1.
+# Each script is one transaction that ends by setting the new user_version,
+# so an upgrade and its version bump land together or not at all.
+MIGRATIONS: dict[int, str] = {}
+
+
+class DatabaseRefused(Exception):
+    """The database file cannot be used; the message says why and what to do."""
+
+
+class XpGain(NamedTuple):
+    """XP a member earned since the last flush."""
+
+    guild_id: int
+    user_id: int
+    xp: int
+    name: str
+    seen_at: int  # Unix seconds of the first message behind this gain
+
+
+class SchemaReport(NamedTuple):
+    tables: dict[str, set[str]]  # table -> column names
+    indexes: set[str]
+
+
+async def _schema_report(conn: aiosqlite.Connection) -> SchemaReport:
+    tables: dict[str, set[str]] = {}
+    indexes: set[str] = set()
+    async with conn.execute(
+        "SELECT type, name FROM sqlite_master WHERE type IN ('table', 'index') AND name NOT LIKE 'sqlite_%'"
+    ) as cursor:
+        objects = await cursor.fetchall()
+    for kind, name in objects:
+        if kind == "index":
+            indexes.add(name)
+            continue
+        async with conn.execute("SELECT name FROM pragma_table_info(?)", (name,)) as cursor:
+            tables[name] = {row[0] for row in await cursor.fetchall()}
+    return SchemaReport(tables, indexes)
+
+
+async def _expected_schema(schema_sql: str) -> SchemaReport:
+    """What schema.sql creates, read back from a scratch in-memory database."""
+    async with aiosqlite.connect(":memory:", isolation_level=None) as scratch:
+        await scratch.executescript(schema_sql)
+        return await _schema_report(scratch)
+
+
+def _missing(expected: SchemaReport, found: SchemaReport) -> list[str]:
+    missing = []
+    for table, columns in sorted(expected.tables.items()):
+        if table not in found.tables:
+            missing.append(f"table {table}")
+            continue
+        missing.extend(f"column {table}.{column}" for column in sorted(columns - found.tables[table]))
+    missing.extend(f"index {index}" for index in sorted(expected.indexes - found.indexes))
+    return missing
+
+
+class Database:
+    """Tally's storage. Build it with ``await Database.open(path)``."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+        self._write_lock = asyncio.Lock()
+
+    # -- opening, checking, closing ------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path | str,
+        *,
+        schema_path: Path = SCHEMA_PATH,
+        schema_version: int = SCHEMA_VERSION,
+        migrations: dict[int, str] | None = None,
+        busy_timeout: float = 5.0,
+    ) -> Database:
+        """Open ``path``, creating, upgrading or refusing it as described above.
+
+        The keyword arguments exist so tests can check the upgrade machinery
+        with a schema of their own.
+        """
+        path = Path(path)
+        migrations = MIGRATIONS if migrations is None else migrations
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseRefused(f"cannot create the folder for {path}: {exc.strerror}") from exc
+        try:
+            # timeout: how long a write waits for another writer before "database is locked"
+            conn = await aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout)
+        except sqlite3.Error as exc:
+            raise DatabaseRefused(f"cannot open {path}: {exc}") from exc
+        conn.row_factory = aiosqlite.Row
+        try:
+            await cls._prepare(conn, path, schema_path.read_text(encoding="utf-8"), schema_version, migrations)
+        except BaseException:
+            await conn.close()
+            raise
+        return cls(conn, path)
+
+    @staticmethod
+    async def _prepare(
+        conn: aiosqlite.Connection,
+        path: Path,
+        schema_sql: str,
+        schema_version: int,
+        migrations: dict[int, str],
+    ) -> None:
+        # Read-only checks first: a refused file must be left exactly as it was.
+        try:
+            async with conn.execute("PRAGMA user_version") as cursor:
+                version = (await cursor.fetchone())[0]
+            found = await _schema_report(conn)
+        except sqlite3.DatabaseError as exc:
+            raise DatabaseRefused(
+                f"{path} is not a SQLite database ({exc}); point DATABASE_PATH at Tally's database "
+                "or at a new file name"
+            ) from exc
+
+        if version > schema_version:
+            raise DatabaseRefused(
+                f"{path} was written by a newer Tally (schema version {version}; this Tally knows up to "
+                f"{schema_version}); upgrade Tally, or restore a backup made by this version"
+            )
+        if version == 0 and (found.tables or found.indexes):
+            raise DatabaseRefused(
+                f"{path} holds tables Tally did not create ({', '.join(sorted(found.tables)) or 'indexes'}); "
+                "point DATABASE_PATH at a new file name"
+            )
+        missing_steps = [n for n in range(version, schema_version) if version and n not in migrations]
+        if missing_steps:
+            raise DatabaseRefused(
+                f"{path} has schema version {version} and this Tally has no upgrade from version "
+                f"{missing_steps[0]}; restore a backup or use a new file"
+            )
+
+        async with conn.execute("PRAGMA journal_mode = WAL") as cursor:
+            mode = (await cursor.fetchone())[0]
+        if mode.lower() != "wal":
+            log.warning("SQLite kept journal mode %s for %s (WAL unsupported here)", mode, path)
+        await conn.execute("PRAGMA synchronous = NORMAL")
+        await conn.execute("PRAGMA foreign_keys = ON")
+
+        if version == 0:
+            log.info("creating a new database at %s (schema version %s)", path, schema_version)
+            await _run_script(conn, schema_sql)
+        elif version < schema_version:
+            backup = await _backup(conn, path, version)
+            log.info("upgrading %s from schema version %s to %s; backup at %s", path, version, schema_version, backup)
+            for step in range(version, schema_version):
+                await _run_script(conn, migrations[step])
+                async with conn.execute("PRAGMA user_version") as cursor:
+                    reached = (await cursor.fetchone())[0]
+                if reached != step + 1:
+                    raise DatabaseRefused(f"migration {step} left {path} at version {reached}, expected {step + 1}")
+
+        async with conn.execute("PRAGMA user_version") as cursor:
+            version = (await cursor.fetchone())[0]
+        if version != schema_version:
+            raise DatabaseRefused(f"{path} is at schema version {version}, expected {schema_version}")
+        missing = _missing(await _expected_schema(schema_sql), await _schema_report(conn))
+        if missing:
+            raise DatabaseRefused(
+                f"{path} claims schema version {version} but lacks {', '.join(missing)}; restore a backup"
+            )
+
+    async def close(self) -> None:
+        async with self._write_lock:  # let a write in progress finish first
+            await self._conn.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction at a time: BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error."""
+        async with self._write_lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+            await self._conn.execute("COMMIT")
+
+    # -- guild settings --------------------------------------------------------
+
+    async def prefixes(self) -> dict[int, str]:
+        """Every guild's custom prefix (guilds on the default have no entry)."""
+        async with self._conn.execute("SELECT guild_id, prefix FROM guild_settings") as cursor:
+            return {row["guild_id"]: row["prefix"] for row in await cursor.fetchall()}
+
+    async def set_prefix(self, guild_id: int, prefix: str) -> None:
+        async with self.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO guild_settings (guild_id, prefix) VALUES (?, ?) "
+                "ON CONFLICT (guild_id) DO UPDATE SET prefix = excluded.prefix",
+                (guild_id, prefix),
+            )
+
+    async def reset_prefix(self, guild_id: int) -> None:
+        async with self.transaction() as conn:
+            await conn.execute("DELETE FROM guild_settings WHERE guild_id = ?", (guild_id,))
+
+    # -- XP --------------------------------------------------------------------
+
+    async def add_xp(self, gains: Iterable[XpGain]) -> None:
+        """Add every gain in one transaction.
+
+        The upsert adds to what is stored rather than overwriting it, so two
+        writers adding to the same member both count.
+        """
+        async with self.transaction() as conn:
+            await conn.executemany(
+                "INSERT INTO members (guild_id, user_id, xp, name, first_seen) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (guild_id, user_id) DO UPDATE SET xp = members.xp + excluded.xp, name = excluded.name",
+                gains,
+            )
+
+    async def guild_xp(self, guild_id: int) -> list[tuple[int, int]]:
+        """Every ``(user_id, xp)`` in the guild, in leaderboard order."""
+        async with self._conn.execute(
+            "SELECT user_id, xp FROM members WHERE guild_id = ? ORDER BY xp DESC, user_id",
+            (guild_id,),
+        ) as cursor:
+            return [(row[0], row[1]) for row in await cursor.fetchall()]
+
+    async def member_xp(self, guild_id: int, user_id: int) -> int:
+        """The XP stored for one member (0 when there is no row)."""
+        async with self._conn.execute(
+            "SELECT xp FROM members WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return row[0] if row else 0
+
+    async def names(self, guild_id: int, user_ids: Iterable[int]) -> dict[int, str]:
+        """Last known names of the given members (a JSON array keeps the query fixed)."""
+        async with self._conn.execute(
+            "SELECT user_id, name FROM members WHERE guild_id = ? AND user_id IN (SELECT value FROM json_each(?))",
+            (guild_id, json.dumps(list(user_ids))),
+        ) as cursor:
+            return {row[0]: row[1] for row in await cursor.fetchall()}
+
+
+async def _run_script(conn: aiosqlite.Connection, script: str) -> None:
+    """Run a schema or migration script (each is one BEGIN ... COMMIT), rolling back on failure."""
+    try:
+        await conn.executescript(script)
+    except BaseException:
+        if conn.in_transaction:
+            await conn.execute("ROLLBACK")
+        raise
+
+
+async def _backup(conn: aiosqlite.Connection, path: Path, version: int) -> Path:
+    """Write a consistent copy of the database before upgrading it."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    backup = path.with_name(f"{path.name}.v{version}-{stamp}.bak")
+    await conn.execute("VACUUM INTO ?", (str(backup),))
+    return backup

@@ -1,0 +1,157 @@
+"""Shared fixtures: a real SQLite file, the fake Discord, and the real bot as a process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from db import Database
+from tests.fake_discord import (
+    KICK_MEMBERS,
+    MANAGE_GUILD,
+    MANAGE_MESSAGES,
+    Channel,
+    FakeDiscord,
+    Guild,
+    Post,
+    Role,
+    User,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+LAUNCHER = ROOT / "tests" / "launcher.py"
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = await Database.open(tmp_path / "tally.db")
+    yield database
+    await database.close()
+
+
+@dataclass
+class World:
+    """The fake Discord with one server: members, a moderator role and a channel."""
+
+    fake: FakeDiscord
+    guild: Guild
+    general: Channel
+    owner: User
+    alice: User
+    bob: User
+    carol: User
+    mod: User
+    mod_role: Role
+    other_bot: User
+
+    async def say(self, author: User, content: str, channel: Channel | None = None) -> None:
+        await self.fake.say(channel or self.general, author, content)
+
+    async def ask(self, author: User, content: str, channel: Channel | None = None, timeout: float = 10.0) -> Post:
+        """Say something and return the bot's next post."""
+        count = len(self.fake.posts)
+        await self.say(author, content, channel)
+        return await self.fake.wait_for_post(after=count, timeout=timeout)
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[World]:
+    fake = FakeDiscord()
+    owner = fake.add_user("owner")
+    guild = fake.add_guild("Tally Test Server", owner=owner)
+    mod_role = fake.add_role(guild, "Moderators", MANAGE_GUILD | MANAGE_MESSAGES | KICK_MEMBERS, position=2)
+    general = fake.add_channel(guild, "general")
+    alice = fake.add_member(guild, "alice")
+    bob = fake.add_member(guild, "bob")
+    carol = fake.add_member(guild, "carol")
+    mod = fake.add_member(guild, "mod", roles=[mod_role])
+    other_bot = fake.add_member(guild, "otherbot", bot=True)
+    await fake.start()
+    yield World(fake, guild, general, owner, alice, bob, carol, mod, mod_role, other_bot)
+    await fake.stop()
+    assert fake.unknown_routes == [], "the bot called routes the fake Discord does not know"
+
+
+class BotProcess:
+    """The real bot.py, run by tests/launcher.py against the fake Discord."""
+
+    def __init__(self, fake: FakeDiscord, folder: Path, env: dict[str, str]) -> None:
+        self.fake = fake
+        self.folder = folder
+        self.env = env
+        self.process: asyncio.subprocess.Process | None = None
+        self.log_path = folder / "tally.log"
+
+    @property
+    def database_path(self) -> Path:
+        return self.folder / self.env.get("DATABASE_PATH", "data/tally.db")
+
+    async def start(self, wait_ready: bool = True) -> BotProcess:
+        self.fake.ready_session = None
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(LAUNCHER),
+            cwd=self.folder,
+            env=self.env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
+        log.close()
+        if wait_ready:
+            await self.fake.wait_until_ready()
+        return self
+
+    async def wait(self, timeout: float = 20.0) -> int:
+        return await asyncio.wait_for(self.process.wait(), timeout)
+
+    async def stop(self, signum: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        """Send ``signum`` and wait for the exit code."""
+        if self.process.returncode is None:
+            self.process.send_signal(signum)
+        return await self.wait(timeout)
+
+    async def kill(self) -> None:
+        self.process.kill()
+        await self.wait()
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@pytest.fixture
+async def tally(world: World, tmp_path: Path) -> AsyncIterator:
+    """A factory: ``await tally(**env)`` starts the real bot; all are stopped afterwards."""
+    started: list[BotProcess] = []
+
+    async def start(wait_ready: bool = True, **settings: str) -> BotProcess:
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONPATH": str(ROOT),
+            "TALLY_FAKE_DISCORD": world.fake.url,
+            "DISCORD_TOKEN": world.fake.token,
+            "DATABASE_PATH": "data/tally.db",
+            "XP_COOLDOWN_SECONDS": "0",
+            "LOG_LEVEL": "INFO",
+        }
+        env.update({key: value for key, value in settings.items() if value is not None})
+        for key in [key for key, value in settings.items() if value is None]:
+            env.pop(key, None)
+        bot = BotProcess(world.fake, tmp_path, env)
+        started.append(bot)
+        return await bot.start(wait_ready=wait_ready)
+
+    yield start
+    for bot in started:
+        if bot.process is not None and bot.process.returncode is None:
+            bot.process.kill()
+            await bot.process.wait()

@@ -1,0 +1,800 @@
+"""A small fake Discord: enough Gateway and REST API v10 for discord.py and Tally.
+
+The server runs on 127.0.0.1 inside the test's event loop. The real ``bot.py``
+connects to it through ``tests/launcher.py``. Payloads follow Discord's
+documented shapes (snowflakes as strings, ISO timestamps, permissions as
+strings), so behaviour that passes here should pass on the real Discord.
+
+What it speaks
+  Gateway: HELLO, IDENTIFY (token and privileged-intent checks, close codes
+  4004 and 4014), HEARTBEAT/ACK, READY, GUILD_CREATE, MESSAGE_CREATE (with
+  ``member`` beside ``author``, and content stripped without the Message
+  Content intent), REQUEST_GUILD_MEMBERS -> GUILD_MEMBERS_CHUNK, RESUME with
+  replay of missed events, and ``zlib-stream`` or ``zstd-stream`` transport
+  compression as the client asks in the query string.
+  REST: /users/@me, /oauth2/applications/@me, posting messages (with Discord's
+  permission rules: 50001/50013), creating DM channels, fetching members.
+  Every other route answers 404 and is listed in ``unknown_routes``.
+
+What it records
+  ``requests``: every REST call (method, path, JSON body). ``posts``: every
+  message the bot posted, in order, with the users and roles it would ping
+  under Discord's allowed-mentions rules (:func:`pinged`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+import time
+import zlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+DISCORD_EPOCH_MS = 1420070400000
+
+# Permission bits (https://discord.com/developers/docs/topics/permissions)
+ADMINISTRATOR = 1 << 3
+MANAGE_GUILD = 1 << 5
+VIEW_CHANNEL = 1 << 10
+SEND_MESSAGES = 1 << 11
+MANAGE_MESSAGES = 1 << 13
+EMBED_LINKS = 1 << 14
+KICK_MEMBERS = 1 << 1
+BAN_MEMBERS = 1 << 2
+ALL_PERMISSIONS = (1 << 53) - 1
+EVERYONE_DEFAULT = VIEW_CHANNEL | SEND_MESSAGES | EMBED_LINKS | (1 << 16)  # + read message history
+
+# Gateway intents (https://discord.com/developers/docs/events/gateway#gateway-intents)
+INTENT_GUILDS = 1 << 0
+INTENT_GUILD_MEMBERS = 1 << 1
+INTENT_GUILD_MESSAGES = 1 << 9
+INTENT_DIRECT_MESSAGES = 1 << 12
+INTENT_MESSAGE_CONTENT = 1 << 15
+INTENT_GUILD_PRESENCES = 1 << 8
+PRIVILEGED_INTENTS = INTENT_GUILD_MEMBERS | INTENT_MESSAGE_CONTENT | INTENT_GUILD_PRESENCES
+
+# Gateway opcodes
+OP_DISPATCH, OP_HEARTBEAT, OP_IDENTIFY, OP_PRESENCE = 0, 1, 2, 3
+OP_RESUME, OP_RECONNECT, OP_REQUEST_MEMBERS, OP_INVALID_SESSION, OP_HELLO, OP_ACK = 6, 7, 8, 9, 10, 11
+
+MENTION_RE = re.compile(r"<@!?(\d{15,20})>")
+ROLE_MENTION_RE = re.compile(r"<@&(\d{15,20})>")
+
+_counter = itertools.count(1)
+
+
+def snowflake() -> int:
+    """A realistic, unique, increasing snowflake."""
+    return ((int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22) | (next(_counter) & 0x3FFFFF)
+
+
+def iso_now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def json_response(payload: Any, status: int = 200) -> web.Response:
+    # Exactly "application/json", as Discord sends it; discord.py compares the header verbatim.
+    return web.Response(status=status, body=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
+
+
+def error_response(status: int, code: int, message: str) -> web.Response:
+    return json_response({"message": message, "code": code}, status)
+
+
+@dataclass
+class User:
+    id: int
+    username: str
+    bot: bool = False
+    global_name: str | None = None
+    dms_closed: bool = False  # the user does not accept DMs from this server's members
+
+    def payload(self) -> dict[str, Any]:
+        data = {
+            "id": str(self.id),
+            "username": self.username,
+            "discriminator": "0",
+            "global_name": self.global_name,
+            "avatar": None,
+            "public_flags": 0,
+        }
+        if self.bot:
+            data["bot"] = True
+        return data
+
+
+@dataclass
+class Role:
+    id: int
+    name: str
+    permissions: int = 0
+    position: int = 0
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "name": self.name,
+            "color": 0,
+            "colors": {"primary_color": 0, "secondary_color": None, "tertiary_color": None},
+            "hoist": False,
+            "icon": None,
+            "unicode_emoji": None,
+            "position": self.position,
+            "permissions": str(self.permissions),
+            "managed": False,
+            "mentionable": False,
+            "flags": 0,
+        }
+
+
+@dataclass
+class Overwrite:
+    id: int
+    type: int  # 0 role, 1 member
+    allow: int = 0
+    deny: int = 0
+
+    def payload(self) -> dict[str, Any]:
+        return {"id": str(self.id), "type": self.type, "allow": str(self.allow), "deny": str(self.deny)}
+
+
+@dataclass
+class Channel:
+    id: int
+    name: str
+    guild_id: int | None = None
+    overwrites: list[Overwrite] = field(default_factory=list)
+    position: int = 0
+    recipient: User | None = None  # for DM channels
+
+    def payload(self) -> dict[str, Any]:
+        if self.recipient is not None:
+            return {"id": str(self.id), "type": 1, "last_message_id": None, "recipients": [self.recipient.payload()]}
+        return {
+            "id": str(self.id),
+            "type": 0,
+            "guild_id": str(self.guild_id),
+            "name": self.name,
+            "position": self.position,
+            "permission_overwrites": [ow.payload() for ow in self.overwrites],
+            "topic": None,
+            "nsfw": False,
+            "last_message_id": None,
+            "rate_limit_per_user": 0,
+            "parent_id": None,
+            "flags": 0,
+        }
+
+
+@dataclass
+class Member:
+    user: User
+    roles: list[int] = field(default_factory=list)
+    nick: str | None = None
+    joined_at: str = field(default_factory=iso_now)
+
+    def payload(self, with_user: bool = True) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "roles": [str(r) for r in self.roles],
+            "nick": self.nick,
+            "avatar": None,
+            "banner": None,
+            "joined_at": self.joined_at,
+            "premium_since": None,
+            "deaf": False,
+            "mute": False,
+            "flags": 0,
+            "pending": False,
+            "communication_disabled_until": None,
+        }
+        if with_user:
+            data["user"] = self.user.payload()
+        return data
+
+
+@dataclass
+class Guild:
+    id: int
+    name: str
+    owner_id: int
+    roles: dict[int, Role] = field(default_factory=dict)
+    channels: dict[int, Channel] = field(default_factory=dict)
+    members: dict[int, Member] = field(default_factory=dict)
+
+    @property
+    def everyone(self) -> Role:
+        return self.roles[self.id]
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "name": self.name,
+            "icon": None,
+            "splash": None,
+            "discovery_splash": None,
+            "owner_id": str(self.owner_id),
+            "afk_channel_id": None,
+            "afk_timeout": 300,
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "roles": [role.payload() for role in self.roles.values()],
+            "emojis": [],
+            "stickers": [],
+            "features": [],
+            "mfa_level": 0,
+            "application_id": None,
+            "system_channel_id": None,
+            "system_channel_flags": 0,
+            "rules_channel_id": None,
+            "max_members": 500000,
+            "vanity_url_code": None,
+            "description": None,
+            "banner": None,
+            "premium_tier": 0,
+            "premium_subscription_count": 0,
+            "preferred_locale": "en-US",
+            "public_updates_channel_id": None,
+            "nsfw_level": 0,
+            "premium_progress_bar_enabled": False,
+            "safety_alerts_channel_id": None,
+            # GUILD_CREATE extras
+            "joined_at": iso_now(),
+            "large": False,
+            "unavailable": False,
+            "member_count": len(self.members),
+            "voice_states": [],
+            "members": [member.payload() for member in self.members.values()],
+            "channels": [channel.payload() for channel in self.channels.values()],
+            "threads": [],
+            "presences": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "soundboard_sounds": [],
+        }
+
+    def base_permissions(self, member: Member) -> int:
+        if member.user.id == self.owner_id:
+            return ALL_PERMISSIONS
+        permissions = self.everyone.permissions
+        for role_id in member.roles:
+            permissions |= self.roles[role_id].permissions
+        return ALL_PERMISSIONS if permissions & ADMINISTRATOR else permissions
+
+    def permissions_in(self, member: Member, channel: Channel) -> int:
+        """Discord's documented algorithm: base permissions, then channel overwrites."""
+        permissions = self.base_permissions(member)
+        if permissions & ADMINISTRATOR or permissions == ALL_PERMISSIONS:
+            return ALL_PERMISSIONS
+        by_id = {ow.id: ow for ow in channel.overwrites}
+        everyone = by_id.get(self.id)
+        if everyone:
+            permissions = (permissions & ~everyone.deny) | everyone.allow
+        allow = deny = 0
+        for role_id in member.roles:
+            ow = by_id.get(role_id)
+            if ow and ow.type == 0:
+                allow |= ow.allow
+                deny |= ow.deny
+        permissions = (permissions & ~deny) | allow
+        own = by_id.get(member.user.id)
+        if own and own.type == 1:
+            permissions = (permissions & ~own.deny) | own.allow
+        return permissions
+
+
+def pinged(content: str, allowed: dict[str, Any] | None, guild: Guild | None) -> dict[str, Any]:
+    """Who a message would notify, under Discord's allowed-mentions rules.
+
+    Without ``allowed_mentions`` every mention in the content pings. With it,
+    a kind pings only if it is in ``parse`` or listed by ID in ``users``/``roles``.
+    """
+    parse = {"users", "roles", "everyone"} if allowed is None else set(allowed.get("parse", []))
+    listed_users = set() if allowed is None else {int(u) for u in allowed.get("users", [])}
+    listed_roles = set() if allowed is None else {int(r) for r in allowed.get("roles", [])}
+    users = {int(u) for u in MENTION_RE.findall(content)}
+    roles = {int(r) for r in ROLE_MENTION_RE.findall(content)}
+    everyone = "@everyone" in content or "@here" in content
+    return {
+        "users": sorted(u for u in users if "users" in parse or u in listed_users),
+        "roles": sorted(r for r in roles if "roles" in parse or r in listed_roles),
+        "everyone": everyone and "everyone" in parse,
+    }
+
+
+@dataclass
+class Post:
+    """A message the bot posted."""
+
+    id: int
+    channel_id: int
+    content: str
+    embeds: list[dict[str, Any]]
+    allowed_mentions: dict[str, Any] | None
+    pings: dict[str, Any]
+
+    @property
+    def text(self) -> str:
+        """Content and embed text together, for assertions on what a member reads."""
+        parts = [self.content]
+        for embed in self.embeds:
+            parts += [embed.get("title", ""), embed.get("description", "")]
+            for f in embed.get("fields", []):
+                parts += [f["name"], f["value"]]
+            parts.append(embed.get("footer", {}).get("text", ""))
+        return "\n".join(p for p in parts if p)
+
+
+class Session:
+    """One gateway session: survives a dropped socket so it can be RESUMEd."""
+
+    def __init__(self, intents: int) -> None:
+        self.id = f"fake{snowflake():x}"
+        self.intents = intents
+        self.seq = 0
+        self.sent: list[dict[str, Any]] = []  # dispatches, for replay on RESUME
+        self.socket: _Socket | None = None
+
+
+class _Socket:
+    """One websocket connection and its transport compression."""
+
+    def __init__(self, ws: web.WebSocketResponse, compression: str | None) -> None:
+        self.ws = ws
+        self.compression = compression
+        if compression == "zlib-stream":
+            self._zlib = zlib.compressobj()
+        elif compression == "zstd-stream":
+            import zstandard
+
+            self._zstd = zstandard.ZstdCompressor().compressobj()
+
+    async def send(self, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        if self.compression == "zlib-stream":
+            await self.ws.send_bytes(self._zlib.compress(data) + self._zlib.flush(zlib.Z_SYNC_FLUSH))
+        elif self.compression == "zstd-stream":
+            import zstandard
+
+            await self.ws.send_bytes(self._zstd.compress(data) + self._zstd.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
+        else:
+            await self.ws.send_str(data.decode())
+
+
+class FakeDiscord:
+    """The fake: build a world (guilds, roles, channels, members), then start it."""
+
+    def __init__(
+        self,
+        *,
+        token: str = "fake.bot.token-for-tests-only-0000000000000000000000",
+        enabled_intents: int = INTENT_GUILD_MEMBERS | INTENT_MESSAGE_CONTENT,
+        heartbeat_interval_ms: int = 41250,
+    ) -> None:
+        self.token = token
+        self.enabled_intents = enabled_intents  # privileged intents switched on in the "portal"
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.bot_user = User(snowflake(), "Tally", bot=True)
+        self.application_id = snowflake()
+        self.owner = User(snowflake(), "app-owner")
+        self.guilds: dict[int, Guild] = {}
+        self.users: dict[int, User] = {self.bot_user.id: self.bot_user}
+        self.dm_channels: dict[int, Channel] = {}  # by recipient
+        self.requests: list[tuple[str, str, Any]] = []
+        self.unknown_routes: list[str] = []
+        self.posts: list[Post] = []
+        self.identifies: list[dict[str, Any]] = []
+        self.compressions: list[str | None] = []  # per gateway connection, as the client asked
+        self.resumes = 0
+        self.sessions: dict[str, Session] = {}
+        self.ready_session: Session | None = None
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    # -- building the world ------------------------------------------------------
+
+    def add_guild(self, name: str = "Test Server", owner: User | None = None) -> Guild:
+        owner = owner or self.add_user("owner")
+        guild = Guild(snowflake(), name, owner.id)
+        guild.roles[guild.id] = Role(guild.id, "@everyone", EVERYONE_DEFAULT)
+        self.guilds[guild.id] = guild
+        guild.members[owner.id] = Member(owner)
+        guild.members[self.bot_user.id] = Member(self.bot_user)
+        return guild
+
+    def add_user(self, username: str, *, bot: bool = False, global_name: str | None = None) -> User:
+        user = User(snowflake(), username, bot=bot, global_name=global_name)
+        self.users[user.id] = user
+        return user
+
+    def add_role(self, guild: Guild, name: str, permissions: int = 0, position: int = 1) -> Role:
+        role = Role(snowflake(), name, permissions, position)
+        guild.roles[role.id] = role
+        return role
+
+    def add_channel(self, guild: Guild, name: str = "general", overwrites: list[Overwrite] | None = None) -> Channel:
+        channel = Channel(snowflake(), name, guild.id, overwrites or [], position=len(guild.channels))
+        guild.channels[channel.id] = channel
+        return channel
+
+    def add_member(
+        self,
+        guild: Guild,
+        username: str,
+        *,
+        roles: list[Role] | None = None,
+        bot: bool = False,
+        nick: str | None = None,
+    ) -> User:
+        user = self.add_user(username, bot=bot)
+        guild.members[user.id] = Member(user, [r.id for r in roles or []], nick)
+        return user
+
+    async def remove_member(self, guild: Guild, user: User) -> None:
+        """The member leaves: GUILD_MEMBER_REMOVE is dispatched."""
+        del guild.members[user.id]
+        await self.dispatch(
+            "GUILD_MEMBER_REMOVE", {"guild_id": str(guild.id), "user": user.payload()}, INTENT_GUILD_MEMBERS
+        )
+
+    # -- running -------------------------------------------------------------------
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_get("/gateway/", self._gateway)
+        app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
+        app.router.add_route("*", "/{tail:.*}", self._unknown)
+        self._runner = web.AppRunner(app, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self.url
+
+    async def stop(self) -> None:
+        for session in self.sessions.values():
+            if session.socket is not None:
+                await session.socket.ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_for(self, predicate, timeout: float = 10.0, what: str = "condition"):
+        """Wait until ``predicate()`` returns something truthy; return it."""
+
+        async def waiting():
+            async with self._changed:
+                while not (result := predicate()):
+                    await self._changed.wait()
+                return result
+
+        try:
+            return await asyncio.wait_for(waiting(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"fake Discord: timed out after {timeout} s waiting for {what}") from None
+
+    async def wait_until_ready(self, timeout: float = 15.0) -> Session:
+        """Wait until a session has been sent READY and every GUILD_CREATE."""
+        return await self.wait_for(lambda: self.ready_session, timeout, "the bot to connect")
+
+    async def wait_for_post(self, after: int = 0, timeout: float = 10.0, channel_id: int | None = None) -> Post:
+        """The first post with index >= ``after`` (optionally in one channel)."""
+
+        def found():
+            for post in self.posts[after:]:
+                if channel_id is None or post.channel_id == channel_id:
+                    return post
+            return None
+
+        return await self.wait_for(found, timeout, f"a post after #{after}")
+
+    # -- gateway -------------------------------------------------------------------
+
+    async def dispatch(self, event: str, data: dict[str, Any], intent: int = 0, view=None) -> None:
+        """Send an event to every session whose intents include ``intent``.
+
+        ``view(session, data)`` may tailor the payload per session (intents).
+        A session whose socket is down keeps the event for its RESUME.
+        """
+        for session in self.sessions.values():
+            if intent and not session.intents & intent:
+                continue
+            session.seq += 1
+            payload = {"op": OP_DISPATCH, "t": event, "s": session.seq, "d": view(session, data) if view else data}
+            session.sent.append(payload)
+            if session.socket is not None and not session.socket.ws.closed:
+                await session.socket.send(payload)
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        assert request.query.get("v") == "10" and request.query.get("encoding") == "json", request.query
+        socket = _Socket(ws, request.query.get("compress"))
+        self.compressions.append(socket.compression)
+        await socket.send(
+            {"op": OP_HELLO, "d": {"heartbeat_interval": self.heartbeat_interval_ms}, "s": None, "t": None}
+        )
+        session: Session | None = None
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                continue
+            payload = json.loads(msg.data)
+            op, data = payload.get("op"), payload.get("d")
+            if op == OP_HEARTBEAT:
+                await socket.send({"op": OP_ACK, "d": None, "s": None, "t": None})
+            elif op == OP_IDENTIFY:
+                session = await self._identify(socket, data)
+            elif op == OP_RESUME:
+                session = await self._resume(socket, data)
+            elif op == OP_REQUEST_MEMBERS:
+                await self._members_chunk(socket, session, data)
+        if session is not None and session.socket is socket:
+            session.socket = None
+        return ws
+
+    async def _identify(self, socket: _Socket, data: dict[str, Any]) -> Session | None:
+        self.identifies.append({k: v for k, v in data.items() if k != "token"})
+        if data.get("token") != self.token:
+            await socket.ws.close(code=4004, message=b"Authentication failed.")
+            return None
+        intents = int(data.get("intents", 0))
+        if intents & PRIVILEGED_INTENTS & ~self.enabled_intents:
+            await socket.ws.close(code=4014, message=b"Disallowed intent(s).")
+            return None
+        session = Session(intents)
+        session.socket = socket
+        self.sessions[session.id] = session
+        ready = {
+            "v": 10,
+            "user": self.bot_user.payload() | {"verified": True, "mfa_enabled": False, "flags": 0},
+            "guilds": [{"id": str(g), "unavailable": True} for g in self.guilds],
+            "session_id": session.id,
+            "resume_gateway_url": f"{self.url.replace('http', 'ws')}/gateway/",
+            "application": {"id": str(self.application_id), "flags": 0},
+            "private_channels": [],
+            "relationships": [],
+            "presences": [],
+            "guild_join_requests": [],
+            "geo_ordered_rtc_regions": [],
+            "user_settings": {},
+        }
+        await self._send_dispatch(session, "READY", ready)
+        if intents & INTENT_GUILDS:
+            for guild in self.guilds.values():
+                await self._send_dispatch(session, "GUILD_CREATE", guild.payload())
+        self.ready_session = session
+        await self._notify()
+        return session
+
+    async def _send_dispatch(self, session: Session, event: str, data: dict[str, Any]) -> None:
+        session.seq += 1
+        payload = {"op": OP_DISPATCH, "t": event, "s": session.seq, "d": data}
+        session.sent.append(payload)
+        await session.socket.send(payload)
+
+    async def _resume(self, socket: _Socket, data: dict[str, Any]) -> Session | None:
+        session = self.sessions.get(data.get("session_id"))
+        if session is None or data.get("token") != self.token:
+            await socket.send({"op": OP_INVALID_SESSION, "d": False, "s": None, "t": None})
+            return None
+        session.socket = socket
+        for payload in session.sent:
+            if payload["s"] > (data.get("seq") or 0):
+                await socket.send(payload)
+        self.resumes += 1
+        await self._send_dispatch(session, "RESUMED", {})
+        await self._notify()
+        return session
+
+    async def _members_chunk(self, socket: _Socket, session: Session | None, data: dict[str, Any]) -> None:
+        guild = self.guilds.get(int(data["guild_id"]))
+        if session is None or guild is None:
+            return
+        query = (data.get("query") or "").lower()
+        wanted = {int(u) for u in data.get("user_ids") or []}
+        limit = data.get("limit") or 0
+        found = []
+        for member in guild.members.values():
+            if wanted:
+                if member.user.id in wanted:
+                    found.append(member)
+            elif member.user.username.lower().startswith(query) or (member.nick or "").lower().startswith(query):
+                found.append(member)
+        if limit:
+            found = found[:limit]
+        chunk = {
+            "guild_id": str(guild.id),
+            "members": [m.payload() for m in found],
+            "chunk_index": 0,
+            "chunk_count": 1,
+            "nonce": data.get("nonce"),
+        }
+        if wanted:
+            chunk["not_found"] = [str(u) for u in wanted - {m.user.id for m in found}]
+        await self._send_dispatch(session, "GUILD_MEMBERS_CHUNK", chunk)
+
+    async def drop_connection(self, code: int = 4000) -> None:
+        """Close the bot's socket as a network blip would; the bot should RESUME."""
+        for session in self.sessions.values():
+            if session.socket is not None:
+                socket, session.socket = session.socket, None
+                await socket.ws.close(code=code, message=b"fake blip")
+
+    # -- members speaking -------------------------------------------------------------
+
+    def _message_payload(
+        self, channel: Channel, author: User, content: str, *, webhook_id: int | None = None, type_: int = 0
+    ) -> dict[str, Any]:
+        guild = self.guilds.get(channel.guild_id) if channel.guild_id else None
+        mentions = []
+        for user_id in {int(u) for u in MENTION_RE.findall(content)}:
+            user = self.users.get(user_id)
+            if user is None:
+                continue
+            mention = user.payload()
+            if guild and user_id in guild.members:
+                mention["member"] = guild.members[user_id].payload(with_user=False)
+            mentions.append(mention)
+        data: dict[str, Any] = {
+            "id": str(snowflake()),
+            "channel_id": str(channel.id),
+            "author": author.payload(),
+            "content": content,
+            "timestamp": iso_now(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": mentions,
+            "mention_roles": ROLE_MENTION_RE.findall(content),
+            "attachments": [],
+            "embeds": [],
+            "pinned": False,
+            "type": type_,
+            "flags": 0,
+            "components": [],
+        }
+        if guild is not None:
+            data["guild_id"] = str(guild.id)
+            if webhook_id is None and author.id in guild.members:
+                data["member"] = guild.members[author.id].payload(with_user=False)
+        if webhook_id is not None:
+            data["webhook_id"] = str(webhook_id)
+        return data
+
+    async def say(
+        self, channel: Channel, author: User, content: str, *, webhook_id: int | None = None, type_: int = 0
+    ) -> dict[str, Any]:
+        """A member (or webhook) posts ``content`` in a guild channel."""
+        data = self._message_payload(channel, author, content, webhook_id=webhook_id, type_=type_)
+        await self.dispatch("MESSAGE_CREATE", data, INTENT_GUILD_MESSAGES, self._content_view)
+        return data
+
+    def _content_view(self, session: Session, data: dict[str, Any]) -> dict[str, Any]:
+        """Without the Message Content intent, a bot sees no text unless it is mentioned."""
+        if session.intents & INTENT_MESSAGE_CONTENT or data["author"]["id"] == str(self.bot_user.id):
+            return data
+        if any(m["id"] == str(self.bot_user.id) for m in data["mentions"]):
+            return data
+        return data | {"content": "", "embeds": [], "attachments": [], "components": []}
+
+    async def say_in_dm(self, author: User, content: str) -> dict[str, Any]:
+        """A user sends the bot a direct message."""
+        channel = self._dm_channel(author)
+        data = self._message_payload(channel, author, content)
+        await self.dispatch("MESSAGE_CREATE", data, INTENT_DIRECT_MESSAGES)
+        return data
+
+    def _dm_channel(self, user: User) -> Channel:
+        if user.id not in self.dm_channels:
+            self.dm_channels[user.id] = Channel(snowflake(), "", None, recipient=user)
+        return self.dm_channels[user.id]
+
+    # -- REST ------------------------------------------------------------------------
+
+    async def _unknown(self, request: web.Request) -> web.Response:
+        self.unknown_routes.append(f"{request.method} {request.path}")
+        return error_response(404, 0, "404: Not Found")
+
+    async def _rest(self, request: web.Request) -> web.Response:
+        body = None
+        if request.can_read_body and request.content_type == "application/json":
+            body = await request.json()
+        path = "/" + request.match_info["tail"]
+        self.requests.append((request.method, path, body))
+        if request.headers.get("Authorization") != f"Bot {self.token}":
+            return error_response(401, 0, "401: Unauthorized")
+        response = await self._route(request.method, path, body)
+        if response is None:
+            self.unknown_routes.append(f"{request.method} {path}")
+            response = error_response(404, 0, "404: Not Found")
+        await self._notify()
+        return response
+
+    async def _route(self, method: str, path: str, body: Any) -> web.Response | None:
+        parts = path.strip("/").split("/")
+        if method == "GET" and path == "/users/@me":
+            return json_response(self.bot_user.payload() | {"verified": True, "mfa_enabled": False, "flags": 0})
+        if method == "GET" and path == "/oauth2/applications/@me":
+            return json_response(self._application())
+        if method == "POST" and path == "/users/@me/channels":
+            user = self.users.get(int(body["recipient_id"]))
+            if user is None:
+                return error_response(400, 50033, "Invalid Recipient(s)")
+            return json_response(self._dm_channel(user).payload())
+        if method == "POST" and len(parts) == 3 and parts[0] == "channels" and parts[2] == "messages":
+            return await self._post_message(int(parts[1]), body or {})
+        if method == "GET" and len(parts) == 4 and parts[0] == "guilds" and parts[2] == "members":
+            guild = self.guilds.get(int(parts[1]))
+            member = guild.members.get(int(parts[3])) if guild else None
+            if member is None:
+                return error_response(404, 10007, "Unknown Member")
+            return json_response(member.payload())
+        return None
+
+    def _application(self) -> dict[str, Any]:
+        return {
+            "id": str(self.application_id),
+            "name": "Tally",
+            "icon": None,
+            "description": "",
+            "summary": "",
+            "type": None,
+            "bot_public": False,
+            "bot_require_code_grant": False,
+            "verify_key": "0" * 64,
+            "owner": self.owner.payload(),
+            "team": None,
+            "flags": 0,
+            "bot": self.bot_user.payload(),
+            "approximate_guild_count": len(self.guilds),
+            "redirect_uris": [],
+            "interactions_endpoint_url": None,
+            "tags": [],
+        }
+
+    def _find_channel(self, channel_id: int) -> tuple[Guild | None, Channel | None]:
+        for guild in self.guilds.values():
+            if channel_id in guild.channels:
+                return guild, guild.channels[channel_id]
+        for channel in self.dm_channels.values():
+            if channel.id == channel_id:
+                return None, channel
+        return None, None
+
+    async def _post_message(self, channel_id: int, body: dict[str, Any]) -> web.Response:
+        guild, channel = self._find_channel(channel_id)
+        if channel is None:
+            return error_response(404, 10003, "Unknown Channel")
+        if guild is not None:
+            permissions = guild.permissions_in(guild.members[self.bot_user.id], channel)
+            if not permissions & VIEW_CHANNEL:
+                return error_response(403, 50001, "Missing Access")
+            if not permissions & SEND_MESSAGES:
+                return error_response(403, 50013, "Missing Permissions")
+        elif channel.recipient is not None and channel.recipient.dms_closed:
+            return error_response(403, 50007, "Cannot send messages to this user")
+        content = body.get("content") or ""
+        embeds = body.get("embeds") or []
+        if not content and not embeds:
+            return error_response(400, 50006, "Cannot send an empty message")
+        if len(content) > 2000:
+            return error_response(400, 50035, "Invalid Form Body")
+        allowed = body.get("allowed_mentions")
+        data = self._message_payload(channel, self.bot_user, content)
+        data["embeds"] = embeds
+        post = Post(int(data["id"]), channel_id, content, embeds, allowed, pinged(content, allowed, guild))
+        self.posts.append(post)
+        if guild is not None:  # Discord echoes the bot's own message back on the gateway
+            await self.dispatch("MESSAGE_CREATE", data, INTENT_GUILD_MESSAGES)
+        return json_response(data)

@@ -1,0 +1,198 @@
+"""db.py against real SQLite files: schema checks, upgrades, refusals and queries."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from db import SCHEMA_PATH, SCHEMA_VERSION, Database, DatabaseRefused, XpGain
+
+GUILD = 111111111111111111
+
+
+def sqlite_file(path: Path, *statements: str) -> None:
+    conn = sqlite3.connect(path)
+    for statement in statements:
+        conn.execute(statement)
+    conn.commit()
+    conn.close()
+
+
+def user_version(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        conn.close()
+
+
+async def test_a_new_file_gets_the_whole_schema_and_its_version(tmp_path):
+    path = tmp_path / "nested" / "folder" / "tally.db"
+    db = await Database.open(path)
+    await db.close()
+    assert user_version(path) == SCHEMA_VERSION
+    conn = sqlite3.connect(path)
+    names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    conn.close()
+    assert {"guild_settings", "members", "members_by_xp"} <= names
+
+
+async def test_connection_uses_wal_and_foreign_keys(db):
+    async with db._conn.execute("PRAGMA journal_mode") as cursor:
+        assert (await cursor.fetchone())[0] == "wal"
+    async with db._conn.execute("PRAGMA foreign_keys") as cursor:
+        assert (await cursor.fetchone())[0] == 1
+
+
+async def test_reopening_a_current_file_keeps_its_data(tmp_path):
+    path = tmp_path / "tally.db"
+    db = await Database.open(path)
+    await db.set_prefix(GUILD, "?")
+    await db.close()
+    db = await Database.open(path)
+    assert await db.prefixes() == {GUILD: "?"}
+    await db.close()
+
+
+async def test_a_file_from_a_newer_tally_is_refused_and_left_untouched(tmp_path):
+    path = tmp_path / "tally.db"
+    sqlite_file(path, "CREATE TABLE future (x)", f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    before = path.read_bytes()
+    with pytest.raises(DatabaseRefused, match="newer Tally"):
+        await Database.open(path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tally.db"]
+
+
+async def test_a_file_that_is_not_sqlite_is_refused_and_left_untouched(tmp_path):
+    path = tmp_path / "tally.db"
+    path.write_text("these are my notes, not a database\n" * 100)
+    before = path.read_bytes()
+    with pytest.raises(DatabaseRefused, match="not a SQLite database"):
+        await Database.open(path)
+    assert path.read_bytes() == before
+
+
+async def test_an_unrecognizable_sqlite_file_is_refused_and_left_untouched(tmp_path):
+    path = tmp_path / "database.db"  # the seed tutorial's own file
+    sqlite_file(path, "CREATE TABLE users (user_id INTEGER PRIMARY KEY, xp INTEGER DEFAULT 0, level INTEGER)")
+    before = path.read_bytes()
+    with pytest.raises(DatabaseRefused, match="tables Tally did not create \\(users\\)"):
+        await Database.open(path)
+    assert path.read_bytes() == before
+
+
+async def test_a_damaged_schema_is_refused_naming_what_is_missing(tmp_path):
+    path = tmp_path / "tally.db"
+    db = await Database.open(path)
+    await db.close()
+    sqlite_file(path, "DROP INDEX members_by_xp")
+    with pytest.raises(DatabaseRefused, match="lacks index members_by_xp"):
+        await Database.open(path)
+
+
+V2_SCHEMA = SCHEMA_PATH.read_text().replace(
+    "PRAGMA user_version = 1;", "ALTER TABLE members ADD COLUMN note TEXT;\nPRAGMA user_version = 2;"
+)
+V2_MIGRATIONS = {1: "BEGIN; ALTER TABLE members ADD COLUMN note TEXT; PRAGMA user_version = 2; COMMIT;"}
+
+
+async def test_an_older_file_is_backed_up_then_upgraded_keeping_its_data(tmp_path):
+    path = tmp_path / "tally.db"
+    db = await Database.open(path)  # a version-1 file, as the foundation writes it
+    await db.add_xp([XpGain(GUILD, 42, 150, "alice", 0)])
+    await db.close()
+    schema = tmp_path / "schema_v2.sql"
+    schema.write_text(V2_SCHEMA)
+
+    db = await Database.open(path, schema_path=schema, schema_version=2, migrations=V2_MIGRATIONS)
+    assert await db.member_xp(GUILD, 42) == 150
+    await db.close()
+
+    assert user_version(path) == 2
+    backups = list(tmp_path.glob("tally.db.v1-*.bak"))
+    assert len(backups) == 1
+    assert user_version(backups[0]) == 1
+    conn = sqlite3.connect(backups[0])
+    assert conn.execute("SELECT xp FROM members").fetchall() == [(150,)]
+    conn.close()
+
+
+async def test_a_failing_migration_rolls_back_to_the_old_version(tmp_path):
+    path = tmp_path / "tally.db"
+    db = await Database.open(path)
+    await db.close()
+    schema = tmp_path / "schema_v2.sql"
+    schema.write_text(V2_SCHEMA)
+    broken = {1: "BEGIN; ALTER TABLE members ADD COLUMN note TEXT; PRAGMA user_version = 2; NOT SQL; COMMIT;"}
+    with pytest.raises(sqlite3.OperationalError):
+        await Database.open(path, schema_path=schema, schema_version=2, migrations=broken)
+    assert user_version(path) == 1
+    conn = sqlite3.connect(path)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(members)")}
+    conn.close()
+    assert "note" not in columns
+
+
+async def test_an_older_file_without_an_upgrade_path_is_refused(tmp_path):
+    path = tmp_path / "tally.db"
+    db = await Database.open(path)
+    await db.close()
+    schema = tmp_path / "schema_v2.sql"
+    schema.write_text(V2_SCHEMA)
+    with pytest.raises(DatabaseRefused, match="no upgrade from version 1"):
+        await Database.open(path, schema_path=schema, schema_version=2, migrations={})
+    assert user_version(path) == 1
+
+
+async def test_prefix_is_set_replaced_and_reset_per_guild(db):
+    await db.set_prefix(GUILD, "?")
+    await db.set_prefix(GUILD, "t!")
+    await db.set_prefix(GUILD + 1, "$")
+    assert await db.prefixes() == {GUILD: "t!", GUILD + 1: "$"}
+    await db.reset_prefix(GUILD)
+    assert await db.prefixes() == {GUILD + 1: "$"}
+
+
+async def test_schema_refuses_a_prefix_longer_than_five_characters(db):
+    with pytest.raises(sqlite3.IntegrityError):
+        await db.set_prefix(GUILD, "toolong")
+    assert await db.prefixes() == {}
+
+
+async def test_add_xp_adds_to_what_is_stored_and_keeps_first_seen(db):
+    await db.add_xp([XpGain(GUILD, 1, 10, "old name", 1000), XpGain(GUILD, 2, 5, "bob", 1000)])
+    await db.add_xp([XpGain(GUILD, 1, 7, "new name", 2000)])
+    assert await db.member_xp(GUILD, 1) == 17
+    assert await db.names(GUILD, [1, 2, 3]) == {1: "new name", 2: "bob"}
+    async with db._conn.execute("SELECT first_seen FROM members WHERE user_id = 1") as cursor:
+        assert (await cursor.fetchone())[0] == 1000
+
+
+async def test_xp_is_per_guild(db):
+    await db.add_xp([XpGain(GUILD, 1, 10, "a", 0), XpGain(GUILD + 1, 1, 3, "a", 0)])
+    assert await db.guild_xp(GUILD) == [(1, 10)]
+    assert await db.guild_xp(GUILD + 1) == [(1, 3)]
+
+
+async def test_guild_xp_comes_in_leaderboard_order_with_ties_by_lower_user_id(db):
+    await db.add_xp([XpGain(GUILD, 30, 50, "c", 0), XpGain(GUILD, 10, 50, "a", 0), XpGain(GUILD, 20, 90, "b", 0)])
+    assert await db.guild_xp(GUILD) == [(20, 90), (10, 50), (30, 50)]
+
+
+async def test_sql_looking_text_is_stored_as_plain_text(db):
+    name = "Robert'); DROP TABLE members;--"
+    await db.add_xp([XpGain(GUILD, 1, 5, name, 0)])
+    await db.set_prefix(GUILD, "';--")
+    assert await db.names(GUILD, [1]) == {1: name}
+    assert await db.prefixes() == {GUILD: "';--"}
+
+
+async def test_a_failed_transaction_rolls_back_everything_in_it(db):
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as conn:
+            await conn.execute("INSERT INTO guild_settings (guild_id, prefix) VALUES (?, ?)", (GUILD, "?"))
+            raise RuntimeError("boom")
+    assert await db.prefixes() == {}

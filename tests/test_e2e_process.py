@@ -1,0 +1,94 @@
+"""End to end: the process as an owner runs it: configuration, login, gateway, shutdown."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import field
+
+
+async def test_bad_configuration_stops_start_up_with_one_line_naming_the_variable(world, tally):
+    bot = await tally(wait_ready=False, XP_PER_MESSAGE="lots")
+    assert await bot.wait() == 2
+    assert (
+        bot.log.strip()
+        == "tally: configuration error: XP_PER_MESSAGE must be a whole number from 1 to 1000 (got 'lots')"
+    )
+    assert world.fake.requests == []
+
+
+async def test_a_missing_token_stops_start_up_with_exit_code_2(world, tally):
+    bot = await tally(wait_ready=False, DISCORD_TOKEN=None)
+    assert await bot.wait() == 2
+    assert "DISCORD_TOKEN is missing" in bot.log
+
+
+async def test_settings_are_read_from_dot_env_in_the_working_folder(world, tally, tmp_path):
+    (tmp_path / ".env").write_text("# my settings\nDEFAULT_PREFIX=?\nXP_PER_MESSAGE=42\n")
+    await tally()
+    await world.say(world.alice, "hi")
+    post = await world.ask(world.alice, "?level")
+    assert field(post, "Total XP") == "42"
+
+
+async def test_a_rejected_token_exits_with_a_developer_portal_hint_and_no_traceback(world, tally):
+    wrong = "MTIzNDU2Nzg5MDEyMzQ1Njc4.Xyz123.this-token-was-reset-in-the-portal"
+    bot = await tally(wait_ready=False, DISCORD_TOKEN=wrong)
+    assert await bot.wait() == 2
+    assert "Discord rejected DISCORD_TOKEN: reset the token in the Discord Developer Portal" in bot.log
+    assert "Traceback" not in bot.log
+    assert wrong not in bot.log
+
+
+async def test_missing_privileged_intents_exit_with_a_developer_portal_hint(world, tally):
+    world.fake.enabled_intents = 0  # the owner never switched them on
+    bot = await tally(wait_ready=False)
+    assert await bot.wait() == 2
+    assert "turn on the Message Content and Server Members privileged intents" in bot.log
+    assert "Traceback" not in bot.log
+
+
+async def test_a_file_that_is_not_a_database_is_refused_and_kept(world, tally, tmp_path):
+    (tmp_path / "data").mkdir()
+    notes = tmp_path / "data" / "tally.db"
+    notes.write_text("not a database")
+    bot = await tally(wait_ready=False)
+    assert await bot.wait() == 2
+    assert "is not a SQLite database" in bot.log
+    assert notes.read_text() == "not a database"
+
+
+@pytest.mark.parametrize("compression", ["zstd-stream", "zlib-stream"])
+async def test_gateway_works_with_either_transport_compression(world, tally, compression):
+    await tally(TALLY_FAKE_COMPRESSION=compression)
+    assert world.fake.compressions == [compression]
+    await world.say(world.alice, "hi")
+    post = await world.ask(world.alice, "!level")
+    assert field(post, "Total XP") == "5"
+
+
+async def test_the_bot_resumes_after_a_dropped_connection_and_misses_nothing(world, tally):
+    await tally()
+    await world.fake.drop_connection()
+    await world.say(world.alice, "sent while the bot was away")
+    await world.fake.wait_for(lambda: world.fake.resumes == 1, what="the bot to resume")
+    post = await world.ask(world.alice, "!level")
+    assert field(post, "Total XP") == "5"
+    assert len(world.fake.identifies) == 1
+
+
+async def test_logs_carry_ids_not_tokens_or_message_text_even_at_debug(world, tally):
+    bot = await tally(LOG_LEVEL="DEBUG")
+    await world.say(world.alice, "my very private words")
+    await world.ask(world.alice, "!level")
+    assert await bot.stop() == 0
+    assert world.fake.token not in bot.log
+    assert "my very private words" not in bot.log
+    assert "DEBUG" in bot.log and "shut down cleanly" in bot.log
+
+
+async def test_identify_asks_for_exactly_the_intents_tally_needs(world, tally):
+    await tally()
+    intents = world.fake.identifies[0]["intents"]
+    guilds, members, guild_messages, dm_messages, message_content = 1, 1 << 1, 1 << 9, 1 << 12, 1 << 15
+    assert intents == guilds | members | guild_messages | dm_messages | message_content

@@ -1,0 +1,112 @@
+"""End to end: XP earned by chatting, against the real bot.py and the fake Discord."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fake_discord import SEND_MESSAGES, Overwrite
+from tests.helpers import field, stored, stored_xp
+
+
+async def test_chatting_earns_xp_that_is_shown_and_stored(world, tally, tmp_path):
+    bot = await tally()
+    for text in ("hello", "how is everyone", "nice"):
+        await world.say(world.alice, text)
+    post = await world.ask(world.alice, "!level")
+    assert field(post, "Total XP") == "15"
+    assert await bot.stop() == 0
+    assert stored_xp(tmp_path, world.guild.id) == {world.alice.id: 15}
+    assert stored(tmp_path, "SELECT name FROM members") == [("alice",)]
+
+
+async def test_cooldown_gives_xp_once_per_window(world, tally):
+    await tally(XP_COOLDOWN_SECONDS="60")
+    for text in ("one", "two", "three"):
+        await world.say(world.alice, text)
+    post = await world.ask(world.alice, "!level")
+    assert field(post, "Total XP") == "5"
+
+
+async def test_bots_webhooks_system_messages_dms_and_commands_earn_nothing(world, tally, tmp_path):
+    bot = await tally()
+    await world.say(world.other_bot, "beep boop")
+    await world.fake.say(world.general, world.alice, "via webhook", webhook_id=123456789012345678)
+    await world.fake.say(world.general, world.alice, "", type_=7)  # "alice joined the server"
+    await world.fake.say_in_dm(world.alice, "hello in private")
+    await world.say(world.alice, "!prefix")  # a command
+    await world.fake.wait_for_post(after=0)
+    post = await world.ask(world.alice, "!level")
+    assert "haven't earned any XP" in post.content
+    assert await bot.stop() == 0
+    assert stored_xp(tmp_path, world.guild.id) == {}
+
+
+async def test_an_unknown_command_earns_xp_and_gets_no_reply(world, tally):
+    await tally()
+    await world.say(world.alice, "!dance")
+    post = await world.ask(world.alice, "!level")
+    assert field(post, "Total XP") == "5"
+    assert len(world.fake.posts) == 1
+
+
+async def test_level_up_is_announced_exactly_at_the_threshold_pinging_only_the_member(world, tally):
+    await tally(XP_PER_MESSAGE="25")
+    for _ in range(3):  # 75 XP: still level 1
+        await world.say(world.alice, "chat")
+    post = await world.ask(world.alice, "!level")
+    assert field(post, "Level") == "1" and field(post, "Total XP") == "75"
+    announcement = await world.ask(world.alice, "chat")  # 100 XP: level 2
+    assert announcement.content == f"<@{world.alice.id}> reached level 2!"
+    assert announcement.channel_id == world.general.id
+    assert announcement.pings == {"users": [world.alice.id], "roles": [], "everyone": False}
+
+
+async def test_mee6_curve_starts_at_level_0_and_announces_level_1_at_100_xp(world, tally):
+    await tally(XP_PER_MESSAGE="50", LEVEL_CURVE="mee6")
+    await world.say(world.alice, "chat")
+    post = await world.ask(world.alice, "!level")
+    assert field(post, "Level") == "0"
+    announcement = await world.ask(world.alice, "chat")
+    assert announcement.content.endswith("reached level 1!")
+
+
+async def test_xp_is_per_guild(world, tally, tmp_path):
+    fake = world.fake
+    second = fake.add_guild("Second Server")
+    channel = fake.add_channel(second, "chat")
+    second.members[world.alice.id] = type(second.members[second.owner_id])(world.alice)
+    bot = await tally()
+    await world.say(world.alice, "here")
+    await world.say(world.alice, "there", channel)
+    await world.say(world.alice, "again", channel)
+    post = await world.ask(world.alice, "!level", channel)
+    assert field(post, "Total XP") == "10"
+    assert await bot.stop() == 0
+    assert stored_xp(tmp_path, world.guild.id) == {world.alice.id: 5}
+    assert stored_xp(tmp_path, second.id) == {world.alice.id: 10}
+
+
+async def test_a_channel_the_bot_cannot_post_in_is_logged_and_the_bot_carries_on(world, tally):
+    quiet = world.fake.add_channel(world.guild, "read-only", [Overwrite(world.fake.bot_user.id, 1, deny=SEND_MESSAGES)])
+    bot = await tally(XP_PER_MESSAGE="100")
+    await world.say(world.alice, "level up here", quiet)  # the announcement is refused with 50013
+    await world.say(world.alice, "!level", quiet)  # so is the reply
+    post = await world.ask(world.alice, "!level")
+    assert field(post, "Level") == "2"
+    assert [p.channel_id for p in world.fake.posts] == [world.general.id]
+    assert "cannot post in channel" in bot.log
+    assert "Traceback" not in bot.log
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+async def test_a_clean_shutdown_saves_every_acknowledged_xp_and_exits_0(world, tally, tmp_path, signal_name):
+    import signal
+
+    bot = await tally(XP_FLUSH_SECONDS="60")  # nothing is flushed by the timer during the test
+    for _ in range(7):
+        await world.say(world.bob, "message")
+    post = await world.ask(world.bob, "!level")
+    assert field(post, "Total XP") == "35"
+    assert await bot.stop(getattr(signal, signal_name)) == 0
+    assert stored_xp(tmp_path, world.guild.id) == {world.bob.id: 35}
+    assert "shut down cleanly" in bot.log

@@ -1,0 +1,137 @@
+"""The XP engine: cooldowns, write-behind flushes, failures, and ranks."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+import pytest
+
+from db import Database
+from xp import GuildBoard, XpTracker
+
+GUILD = 222222222222222222
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def tracker(db: Database, clock: Clock | None = None, cooldown: float = 60, xp: int = 5) -> XpTracker:
+    return XpTracker(db, xp_per_message=xp, cooldown_seconds=cooldown, flush_seconds=1, clock=clock or Clock())
+
+
+async def test_award_adds_xp_and_reports_before_and_after(db):
+    t = tracker(db, cooldown=0)
+    assert await t.award(GUILD, 1, "alice") == (0, 5)
+    assert await t.award(GUILD, 1, "alice") == (5, 10)
+
+
+async def test_cooldown_blocks_xp_until_it_ends_per_guild(db):
+    clock = Clock()
+    t = tracker(db, clock)
+    assert await t.award(GUILD, 1, "alice") == (0, 5)
+    clock.now += 59.9
+    assert await t.award(GUILD, 1, "alice") is None
+    assert await t.award(GUILD + 1, 1, "alice") == (0, 5)  # another guild has its own cooldown
+    clock.now += 0.1
+    assert await t.award(GUILD, 1, "alice") == (5, 10)
+
+
+async def test_ended_cooldowns_are_pruned_and_live_ones_kept(db):
+    clock = Clock()
+    t = tracker(db, clock)
+    for user in range(100):
+        await t.award(GUILD, user, "m")
+    clock.now += 30
+    for user in range(100, 150):
+        await t.award(GUILD, user, "m")
+    clock.now += 31  # the first 100 have ended, the last 50 have not
+    assert t.prune_cooldowns() == 100
+    assert len(t._cooldowns) == 50
+    assert await t.award(GUILD, 149, "m") is None
+
+
+async def test_flush_writes_all_pending_xp_in_one_go_and_empties_the_queue(db):
+    t = tracker(db, cooldown=0)
+    for _ in range(3):
+        await t.award(GUILD, 1, "alice")
+    await t.award(GUILD, 2, "bob")
+    assert await db.member_xp(GUILD, 1) == 0  # nothing written yet: write-behind
+    assert await t.flush() == 2
+    assert t.pending_count == 0
+    assert await db.member_xp(GUILD, 1) == 15
+    assert await db.member_xp(GUILD, 2) == 5
+
+
+async def test_a_failed_flush_keeps_the_xp_logs_once_and_a_later_flush_saves_it(tmp_path, caplog):
+    path = tmp_path / "tally.db"
+    db = await Database.open(path, busy_timeout=0.05)
+    t = tracker(db, cooldown=0)
+    await t.award(GUILD, 1, "alice")
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock: "database is locked"
+    with caplog.at_level(logging.ERROR, logger="xp"):
+        for _ in range(3):
+            with pytest.raises(sqlite3.OperationalError):
+                await t.flush()
+            await t.award(GUILD, 1, "alice")  # more XP arrives while the database is stuck
+    assert len([r for r in caplog.records if "could not save XP" in r.getMessage()]) == 1
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    assert await t.flush() == 1
+    assert await db.member_xp(GUILD, 1) == 20
+    await db.close()
+
+
+async def test_stop_flushes_what_is_pending(db):
+    t = tracker(db, cooldown=0)
+    t.start()
+    await t.award(GUILD, 1, "alice")
+    await t.stop()
+    assert await db.member_xp(GUILD, 1) == 5
+
+
+async def test_board_loads_stored_xp_once_and_adds_pending_on_top(db):
+    from db import XpGain
+
+    await db.add_xp([XpGain(GUILD, 1, 100, "alice", 0)])
+    t = tracker(db, cooldown=0)
+    assert await t.award(GUILD, 1, "alice") == (100, 105)
+    board = await t.board(GUILD)
+    assert board.xp_of(1) == 105
+
+
+def test_board_ranks_by_xp_then_lower_user_id():
+    board = GuildBoard([(30, 50), (10, 50), (20, 90)])
+    assert [board.rank_of(u) for u in (20, 10, 30)] == [1, 2, 3]
+    assert board.page(0, 10) == [(20, 90), (10, 50), (30, 50)]
+    assert board.rank_of(99) is None
+
+
+def test_board_moves_a_member_when_their_xp_changes():
+    board = GuildBoard([(1, 10), (2, 20), (3, 30)])
+    assert board.add(1, 25) == (10, 35)
+    assert board.page(0, 3) == [(1, 35), (3, 30), (2, 20)]
+    assert board.add(4, 5) == (0, 5)
+    assert len(board) == 4
+    assert board.page(3, 10) == [(4, 5)]
+
+
+def test_board_keys_handle_the_largest_snowflakes_and_big_xp():
+    big_user, small_user = 2**63 - 1, 1
+    board = GuildBoard([(big_user, 10**15), (small_user, 10**15)])
+    assert board.page(0, 2) == [(small_user, 10**15), (big_user, 10**15)]
+
+
+async def test_a_burst_before_the_board_is_loaded_still_earns_xp_once(db):
+    import asyncio
+
+    t = tracker(db)
+    results = await asyncio.gather(*(t.award(GUILD, 1, "alice") for _ in range(5)))
+    assert results.count(None) == 4 and (0, 5) in results
+    assert (await t.board(GUILD)).xp_of(1) == 5
