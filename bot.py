@@ -120,12 +120,7 @@ class Tally(commands.Bot):
         if reply is None:
             original = getattr(error, "original", error)
             if isinstance(original, discord.Forbidden):
-                log.warning(
-                    "missing permission in guild %s channel %s for command %s",
-                    getattr(ctx.guild, "id", None),
-                    ctx.channel.id,
-                    ctx.command,
-                )
+                log_cannot_post(ctx.channel)
                 return
             log.error(
                 "command %s failed in guild %s channel %s for user %s",
@@ -174,13 +169,22 @@ def explain(ctx: commands.Context[Tally], error: commands.CommandError) -> str |
     return None
 
 
+def log_cannot_post(channel: discord.abc.Messageable) -> None:
+    guild = getattr(channel, "guild", None)
+    log.warning(
+        "cannot post in channel %s: missing permission (guild %s)",
+        getattr(channel, "id", None),
+        getattr(guild, "id", None),
+    )
+
+
 async def safe_send(channel: discord.abc.Messageable, content: str | None = None, **kwargs) -> bool:
     """Send, logging (not raising) when Discord refuses. Returns whether it was sent."""
     try:
         await channel.send(content, **kwargs)
         return True
     except discord.Forbidden:
-        log.warning("cannot post in channel %s: missing permission", getattr(channel, "id", None))
+        log_cannot_post(channel)
     except discord.HTTPException as exc:
         log.warning("posting in channel %s failed: HTTP %s", getattr(channel, "id", None), exc.status)
     return False

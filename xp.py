@@ -110,6 +110,10 @@ class XpTracker:
         self._flush_lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
         self._failing = False
+        # Awards waiting for a board to load: stop() lets them land before the last flush.
+        self._loads_in_flight = 0
+        self._no_loads = asyncio.Event()
+        self._no_loads.set()
 
     # -- the message path ------------------------------------------------------
 
@@ -137,7 +141,16 @@ class XpTracker:
         if self.cooldown_seconds:  # before any await, so a burst cannot slip through
             self._cooldowns.pop(key, None)
             self._cooldowns[key] = now + self.cooldown_seconds
-        board = await self.board(guild_id)
+        board = self._boards.get(guild_id)
+        if board is None:  # the guild's first message since start-up: read its board
+            self._loads_in_flight += 1
+            self._no_loads.clear()
+            try:
+                board = await self.board(guild_id)
+            finally:
+                self._loads_in_flight -= 1
+                if not self._loads_in_flight:
+                    self._no_loads.set()
         pending = self._pending.get(key)
         if pending is None:
             self._pending[key] = _Pending(self.xp_per_message, name, int(time.time()))
@@ -219,6 +232,10 @@ class XpTracker:
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
             self._flusher = None
+        try:
+            await asyncio.wait_for(self._no_loads.wait(), timeout=10)
+        except TimeoutError:
+            log.warning("stopped waiting for %d boards to load", self._loads_in_flight)
         for attempt in range(1, attempts + 1):
             try:
                 await self.flush()

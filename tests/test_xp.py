@@ -135,3 +135,14 @@ async def test_a_burst_before_the_board_is_loaded_still_earns_xp_once(db):
     results = await asyncio.gather(*(t.award(GUILD, 1, "alice") for _ in range(5)))
     assert results.count(None) == 4 and (0, 5) in results
     assert (await t.board(GUILD)).xp_of(1) == 5
+
+
+async def test_stop_waits_for_an_award_whose_board_is_still_loading(db):
+    import asyncio
+
+    t = tracker(db, cooldown=0)
+    t.start()
+    award = asyncio.ensure_future(t.award(GUILD, 1, "alice"))  # suspends while the board loads
+    await t.stop()  # stopping the flusher yields once, so the award is already waiting on the read
+    assert await award == (0, 5)
+    assert await db.member_xp(GUILD, 1) == 5
