@@ -9,6 +9,7 @@ which owns the process from settings to shutdown.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import signal
@@ -56,7 +57,7 @@ class Tally(commands.Bot):
         intents.dm_messages = True  # so !help answers in DMs
         intents.message_content = True  # prefix commands need the text
         super().__init__(
-            command_prefix=Tally.prefixes_for,
+            command_prefix=None,  # see get_prefix
             intents=intents,
             allowed_mentions=discord.AllowedMentions.none(),  # opt in per message where a ping is the point
             help_command=TallyHelp(command_attrs={"help": "List every command, or explain one."}),
@@ -81,17 +82,47 @@ class Tally(commands.Bot):
         await self.add_cog(Leveling(self))
         self.xp.start()
 
-    async def prefixes_for(self, message: discord.Message) -> list[str]:
-        """The guild's prefix (from memory, never a query) and a mention of the bot."""
-        prefix = self.settings.default_prefix
-        if message.guild is not None:
-            prefix = self.guild_prefixes.get(message.guild.id, prefix)
-        return commands.when_mentioned_or(prefix)(self, message)
+    async def get_prefix(self, message: discord.Message) -> list[str]:
+        """The guild's prefix (from memory, never a query), then a mention of the bot."""
+        return [self.prefix_of(message.guild), *self._mention_prefixes]
+
+    @functools.cached_property
+    def _mention_prefixes(self) -> tuple[str, str]:
+        return f"<@{self.user.id}> ", f"<@!{self.user.id}> "  # the user is known once logged in
 
     def prefix_of(self, guild: discord.Guild | None) -> str:
         if guild is None:
             return self.settings.default_prefix
         return self.guild_prefixes.get(guild.id, self.settings.default_prefix)
+
+    async def on_message(self, message: discord.Message) -> None:
+        """Run a command, or else count the message as chat that may earn XP.
+
+        One handler rather than a listener beside ``process_commands``: the
+        message is parsed for a command once, and no second task is scheduled
+        for every message (see bench/ingest.py). An unknown command is chat.
+        """
+        if message.author.bot:
+            return
+        ctx = await self.get_context(message)
+        if ctx.command is not None:
+            await self.invoke(ctx)
+        elif message.guild is not None and message.webhook_id is None and not message.is_system():
+            await self.award_xp(message)
+
+    async def award_xp(self, message: discord.Message) -> None:
+        """Give the author XP (unless on cooldown) and announce a new level."""
+        gain = await self.xp.award(message.guild.id, message.author.id, message.author.display_name)
+        if gain is None:
+            return
+        before, after = gain
+        new_level = self.curve.level_for(after)
+        if new_level > self.curve.level_for(before):
+            await safe_send(
+                message.channel,
+                f"{message.author.mention} reached level {new_level}!",
+                allowed_mentions=discord.AllowedMentions(users=[message.author]),  # the one ping Tally makes
+            )
 
     async def on_ready(self) -> None:
         log.info("connected as %s (ID %s) to %d servers", self.user, self.user.id, len(self.guilds))
@@ -195,37 +226,10 @@ YOU = commands.parameter(default=lambda ctx: ctx.author, displayed_default="")
 
 
 class Leveling(commands.Cog):
-    """XP by chatting, levels and leaderboards."""
+    """Levels and leaderboards."""
 
     def __init__(self, bot: Tally) -> None:
         self.bot = bot
-
-    @commands.Cog.listener()
-    async def on_message(self, message: discord.Message) -> None:
-        """Award XP for a member's message (a listener: commands are processed separately)."""
-        if message.guild is None or message.author.bot or message.webhook_id is not None or message.is_system():
-            return
-        if await self._invokes_command(message):
-            return
-        gain = await self.bot.xp.award(message.guild.id, message.author.id, message.author.display_name)
-        if gain is None:
-            return
-        before, after = gain
-        curve = self.bot.curve
-        new_level = curve.level_for(after)
-        if new_level > curve.level_for(before):
-            await safe_send(
-                message.channel,
-                f"{message.author.mention} reached level {new_level}!",
-                allowed_mentions=discord.AllowedMentions(users=[message.author]),
-            )
-
-    async def _invokes_command(self, message: discord.Message) -> bool:
-        prefixes = await self.bot.prefixes_for(message)
-        if not message.content.startswith(tuple(prefixes)):
-            return False
-        ctx = await self.bot.get_context(message)
-        return ctx.command is not None
 
     @commands.command(aliases=["rank"])
     @commands.guild_only()

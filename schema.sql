@@ -30,7 +30,7 @@ CREATE TABLE members (
     -- When Tally first saw the member chatting in this guild.
     first_seen INTEGER NOT NULL,
     PRIMARY KEY (guild_id, user_id)
-);
+) WITHOUT ROWID;  -- the key is the row's address: one B-tree less to update per XP flush
 
 -- The leaderboard's order: most XP first, ties by the lower user ID.
 -- Serves loading a guild's board and the ORDER BY of any page query.

@@ -1,6 +1,6 @@
 """XP in memory: cooldowns, pending gains, and each guild's ranked board.
 
-The message listener calls :meth:`XpTracker.award`, which only touches memory:
+The message handler calls :meth:`XpTracker.award`, which only touches memory:
 the cooldown check, the member's pending gain and the guild's board. A flusher
 task writes every pending gain to the database in one transaction once per
 ``flush_seconds`` and once more at shutdown. A flush that fails keeps its
@@ -9,6 +9,16 @@ gains for the next try, so nothing is dropped.
 Each guild's board holds every member's total XP (stored plus pending) in a
 ``SortedList`` keyed by leaderboard order, so a rank or a leaderboard page is
 an O(log n) lookup instead of a COUNT over the table.
+
+Memory is bounded by activity, not by history:
+  * a cooldown is forgotten once it has ended (pruned at every flush tick),
+    so cooldowns hold at most the members who earned XP in the last
+    ``cooldown_seconds``;
+  * pending gains are emptied by every successful flush, so they hold at most
+    the members who earned XP since the last flush;
+  * a guild idle for ``idle_seconds`` (and with nothing pending or cooling
+    down) is dropped from memory and read again when next needed, so boards
+    hold the members of guilds active in the last ``idle_seconds``.
 """
 
 from __future__ import annotations
@@ -18,7 +28,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from sortedcontainers import SortedList
 
@@ -76,11 +85,29 @@ class GuildBoard:
         return [_from_key(key) for key in self._order.islice(start, start + count)]
 
 
-@dataclass(slots=True)
-class _Pending:
-    xp: int
-    name: str
-    seen_at: int
+class _Guild:
+    """Everything held in memory for one guild."""
+
+    __slots__ = ("board", "cooldowns", "pending", "names", "last_used")
+
+    def __init__(self, board: GuildBoard, now: float) -> None:
+        self.board = board
+        # user -> when their cooldown ends, in expiry order (renewing re-inserts),
+        # so pruning stops at the first live entry.
+        self.cooldowns: dict[int, float] = {}
+        self.pending: dict[int, int] = {}  # user -> XP not yet written
+        self.names: dict[int, str] = {}  # user -> display name at their latest pending gain
+        self.last_used = now
+
+    def prune(self, now: float) -> int:
+        ended = []
+        for user_id, until in self.cooldowns.items():
+            if until > now:
+                break
+            ended.append(user_id)
+        for user_id in ended:
+            del self.cooldowns[user_id]
+        return len(ended)
 
 
 class XpTracker:
@@ -93,19 +120,16 @@ class XpTracker:
         xp_per_message: int,
         cooldown_seconds: float,
         flush_seconds: float,
+        idle_seconds: float = 900.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.db = db
         self.xp_per_message = xp_per_message
         self.cooldown_seconds = cooldown_seconds
         self.flush_seconds = flush_seconds
+        self.idle_seconds = max(idle_seconds, cooldown_seconds)
         self._clock = clock
-        # (guild, user) -> when their cooldown ends. Kept in expiry order (an
-        # entry is re-inserted when renewed), so pruning stops at the first
-        # live entry.
-        self._cooldowns: dict[tuple[int, int], float] = {}
-        self._pending: dict[tuple[int, int], _Pending] = {}
-        self._boards: dict[int, GuildBoard] = {}
+        self._guilds: dict[int, _Guild] = {}
         self._loading: dict[int, asyncio.Lock] = {}
         self._flush_lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
@@ -117,102 +141,121 @@ class XpTracker:
 
     # -- the message path ------------------------------------------------------
 
+    async def _guild(self, guild_id: int) -> _Guild:
+        """The guild's state, its board read from the database the first time."""
+        guild = self._guilds.get(guild_id)
+        if guild is None:
+            self._loads_in_flight += 1
+            self._no_loads.clear()
+            try:
+                async with self._loading.setdefault(guild_id, asyncio.Lock()):
+                    guild = self._guilds.get(guild_id)
+                    if guild is None:
+                        rows = await self.db.guild_xp(guild_id)
+                        # sorting a big guild takes a while: off the event loop
+                        board = await asyncio.to_thread(GuildBoard, rows) if len(rows) > 10_000 else GuildBoard(rows)
+                        guild = self._guilds[guild_id] = _Guild(board, self._clock())
+                self._loading.pop(guild_id, None)
+            finally:
+                self._loads_in_flight -= 1
+                if not self._loads_in_flight:
+                    self._no_loads.set()
+        return guild
+
     async def board(self, guild_id: int) -> GuildBoard:
-        """The guild's board, read from the database the first time it is needed."""
-        board = self._boards.get(guild_id)
-        if board is None:
-            async with self._loading.setdefault(guild_id, asyncio.Lock()):
-                board = self._boards.get(guild_id)
-                if board is None:
-                    board = GuildBoard(await self.db.guild_xp(guild_id))
-                    self._boards[guild_id] = board
-            self._loading.pop(guild_id, None)
-        return board
+        """The guild's board: every member's XP including what is still pending."""
+        guild = await self._guild(guild_id)
+        guild.last_used = self._clock()
+        return guild.board
 
     async def award(self, guild_id: int, user_id: int, name: str) -> tuple[int, int] | None:
         """Give a chatting member XP unless they are on cooldown.
 
         Returns the member's total XP before and after, or None on cooldown.
         """
-        key = (guild_id, user_id)
+        guild = self._guilds.get(guild_id) or await self._guild(guild_id)
         now = self._clock()
-        if self._cooldowns.get(key, 0.0) > now:
+        guild.last_used = now
+        cooldowns = guild.cooldowns
+        if cooldowns.get(user_id, 0.0) > now:
             return None
-        if self.cooldown_seconds:  # before any await, so a burst cannot slip through
-            self._cooldowns.pop(key, None)
-            self._cooldowns[key] = now + self.cooldown_seconds
-        board = self._boards.get(guild_id)
-        if board is None:  # the guild's first message since start-up: read its board
-            self._loads_in_flight += 1
-            self._no_loads.clear()
-            try:
-                board = await self.board(guild_id)
-            finally:
-                self._loads_in_flight -= 1
-                if not self._loads_in_flight:
-                    self._no_loads.set()
-        pending = self._pending.get(key)
-        if pending is None:
-            self._pending[key] = _Pending(self.xp_per_message, name, int(time.time()))
-        else:
-            pending.xp += self.xp_per_message
-            pending.name = name
-        return board.add(user_id, self.xp_per_message)
+        if self.cooldown_seconds:
+            cooldowns.pop(user_id, None)
+            cooldowns[user_id] = now + self.cooldown_seconds
+        amount = self.xp_per_message
+        guild.pending[user_id] = guild.pending.get(user_id, 0) + amount
+        guild.names[user_id] = name
+        return guild.board.add(user_id, amount)
 
     def pending_name(self, guild_id: int, user_id: int) -> str | None:
-        pending = self._pending.get((guild_id, user_id))
-        return pending.name if pending else None
+        guild = self._guilds.get(guild_id)
+        return guild.names.get(user_id) if guild else None
 
     @property
     def pending_count(self) -> int:
-        return len(self._pending)
+        return sum(len(guild.pending) for guild in self._guilds.values())
 
-    def prune_cooldowns(self) -> int:
-        """Forget cooldowns that have ended; returns how many were dropped."""
+    @property
+    def cooldown_count(self) -> int:
+        return sum(len(guild.cooldowns) for guild in self._guilds.values())
+
+    @property
+    def guilds_in_memory(self) -> int:
+        return len(self._guilds)
+
+    def prune(self) -> int:
+        """Forget ended cooldowns and idle guilds; returns how many cooldowns ended."""
         now = self._clock()
-        ended = []
-        for key, until in self._cooldowns.items():
-            if until > now:
-                break
-            ended.append(key)
-        for key in ended:
-            del self._cooldowns[key]
-        return len(ended)
+        ended = 0
+        for guild_id, guild in list(self._guilds.items()):
+            ended += guild.prune(now)
+            if not guild.pending and not guild.cooldowns and now - guild.last_used >= self.idle_seconds:
+                del self._guilds[guild_id]
+        return ended
 
     # -- flushing ----------------------------------------------------------------
 
     async def flush(self) -> int:
         """Write every pending gain in one transaction; returns how many members.
 
-        On failure the gains go back into the pending map (merged with any that
+        On failure the gains go back into the pending maps (merged with any that
         arrived meanwhile) and the error is logged once until a flush succeeds.
         """
         async with self._flush_lock:
-            if not self._pending:
+            batch = []
+            for guild_id, guild in self._guilds.items():
+                if guild.pending:
+                    batch.append((guild_id, guild.pending, guild.names))
+                    guild.pending, guild.names = {}, {}
+            if not batch:
                 return 0
-            batch, self._pending = self._pending, {}
-            gains = [XpGain(g, u, p.xp, p.name, p.seen_at) for (g, u), p in batch.items()]
+            seen_at = int(time.time())
+            count = sum(len(pending) for _, pending, _ in batch)
+            gains = (  # read in the database's worker thread: the batch is detached from the guilds
+                XpGain(guild_id, user_id, xp, names[user_id], seen_at)
+                for guild_id, pending, names in batch
+                for user_id, xp in pending.items()
+            )
             try:
                 await self.db.add_xp(gains)
             except Exception:
                 self._restore(batch)
                 if not self._failing:
-                    log.exception("could not save XP for %d members; keeping it and retrying", len(batch))
+                    log.exception("could not save XP for %d members; keeping it and retrying", count)
                 self._failing = True
                 raise
             if self._failing:
                 log.info("saving XP works again")
                 self._failing = False
-            return len(gains)
+            return count
 
-    def _restore(self, batch: dict[tuple[int, int], _Pending]) -> None:
-        for key, old in batch.items():
-            newer = self._pending.get(key)
-            if newer is None:
-                self._pending[key] = old
-            else:  # keep the newer name, the older first-seen time
-                newer.xp += old.xp
-                newer.seen_at = old.seen_at
+    def _restore(self, batch: list[tuple[int, dict[int, int], dict[int, str]]]) -> None:
+        """Put a failed flush's gains back, under any that arrived meanwhile."""
+        for guild_id, pending, names in batch:
+            guild = self._guilds[guild_id]  # a guild with pending gains is never dropped
+            for user_id, xp in pending.items():
+                guild.pending[user_id] = guild.pending.get(user_id, 0) + xp
+                guild.names.setdefault(user_id, names[user_id])  # a newer name wins
 
     def start(self) -> None:
         """Start the background flusher."""
@@ -222,9 +265,9 @@ class XpTracker:
     async def _flush_forever(self) -> None:
         while True:
             await asyncio.sleep(self.flush_seconds)  # a timer, not synchronisation
-            self.prune_cooldowns()
             with contextlib.suppress(Exception):  # logged by flush(); the gains wait for the next tick
                 await self.flush()
+            self.prune()
 
     async def stop(self, attempts: int = 5) -> None:
         """Stop the flusher and write what is pending, retrying a failing database."""
@@ -242,6 +285,6 @@ class XpTracker:
                 return
             except Exception:
                 if attempt == attempts:
-                    log.error("giving up: XP of %d members could not be saved at shutdown", len(self._pending))
+                    log.error("giving up: XP of %d members could not be saved at shutdown", self.pending_count)
                     return
                 await asyncio.sleep(0.2 * attempt)

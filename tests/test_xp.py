@@ -51,8 +51,8 @@ async def test_ended_cooldowns_are_pruned_and_live_ones_kept(db):
     for user in range(100, 150):
         await t.award(GUILD, user, "m")
     clock.now += 31  # the first 100 have ended, the last 50 have not
-    assert t.prune_cooldowns() == 100
-    assert len(t._cooldowns) == 50
+    assert t.prune() == 100
+    assert t.cooldown_count == 50
     assert await t.award(GUILD, 149, "m") is None
 
 

@@ -1,0 +1,489 @@
+"""How much does Tally's XP path cost next to discord.py itself?
+
+Builds realistic compressed MESSAGE_CREATE frames (about 1 KB each, 50 guilds,
+thousands of members, skewed activity) and feeds them through discord.py's
+real gateway receive path (``DiscordWebSocket.received_message``: transport
+decompression, JSON, parsing, dispatch) in one process, for three variants,
+alternated over several rounds:
+
+  a  a bare ``commands.Bot`` configured like Tally, with no XP listener: the ceiling
+  b  Tally: the real ``Tally`` bot with its real listener and a real database
+     file, timed until every pending XP gain is flushed
+  c  the seed chapter's tutorial handler: connect, INSERT OR IGNORE, UPDATE,
+     commit for every message
+
+It prints messages/s for each (median over rounds), the ratios b/a and b/c,
+and the worst event-loop stall seen during b.
+
+    .venv/bin/python bench/ingest.py              # the README's figures
+    .venv/bin/python bench/ingest.py --quick      # a fast smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import aiosqlite  # noqa: E402
+import discord  # noqa: E402
+from discord import utils  # noqa: E402
+from discord.ext import commands  # noqa: E402
+from discord.gateway import DiscordWebSocket  # noqa: E402
+
+from bot import Tally  # noqa: E402
+from config import Settings  # noqa: E402
+from db import Database  # noqa: E402
+
+GUILDS = 50
+BOT_ID = 900000000000000001
+WORDS = [
+    "the",
+    "a",
+    "to",
+    "and",
+    "of",
+    "you",
+    "i",
+    "it",
+    "is",
+    "that",
+    "in",
+    "this",
+    "for",
+    "on",
+    "gg",
+    "lol",
+    "yes",
+    "no",
+    "what",
+    "when",
+    "how",
+    "have",
+    "just",
+    "my",
+    "we",
+    "game",
+    "raid",
+    "tonight",
+    "anyone",
+    "patch",
+    "build",
+    "stream",
+    "meme",
+    "cat",
+    "dog",
+    "coffee",
+    "work",
+    "school",
+    "server",
+    "level",
+    "rank",
+]
+
+
+# -- the world and its frames -------------------------------------------------------
+
+
+def snowflake(rng: random.Random) -> int:
+    return rng.randrange(10**17, 10**18 * 9)
+
+
+def build_world(rng: random.Random) -> list[dict]:
+    guilds = []
+    for g in range(GUILDS):
+        members = rng.randrange(2000, 8000)
+        guilds.append(
+            {
+                "id": 100000000000000000 + g * 1000003,
+                "channels": [snowflake(rng) for _ in range(rng.randrange(3, 12))],
+                "roles": [snowflake(rng) for _ in range(8)],
+                "members": [snowflake(rng) for _ in range(members)],
+                "activity": 1.0 / (g + 1) ** 0.8,  # a few busy servers, a long quiet tail
+            }
+        )
+    return guilds
+
+
+def user_payload(user_id: int, rng: random.Random) -> dict:
+    name = f"member_{user_id % 1000003}"
+    return {
+        "username": name,
+        "public_flags": 0,
+        "id": str(user_id),
+        "global_name": name.title(),
+        "discriminator": "0",
+        "clan": None,
+        "primary_guild": None,
+        "avatar_decoration_data": None,
+        "avatar": f"{rng.getrandbits(128):032x}",
+    }
+
+
+def ready_and_guilds(world: list[dict], rng: random.Random) -> list[dict]:
+    payloads = [
+        {
+            "op": 0,
+            "t": "READY",
+            "s": 1,
+            "d": {
+                "v": 10,
+                "user": {"id": str(BOT_ID), "username": "Tally", "discriminator": "0", "avatar": None, "bot": True},
+                "guilds": [{"id": str(g["id"]), "unavailable": True} for g in world],
+                "session_id": "bench",
+                "resume_gateway_url": "wss://gateway.invalid",
+                "application": {"id": str(BOT_ID), "flags": 0},
+                "private_channels": [],
+                "relationships": [],
+            },
+        }
+    ]
+    for g in world:
+        roles = [
+            {
+                "id": str(g["id"]),
+                "name": "@everyone",
+                "permissions": "3072",
+                "position": 0,
+                "color": 0,
+                "hoist": False,
+                "managed": False,
+                "mentionable": False,
+                "flags": 0,
+            }
+        ] + [
+            {
+                "id": str(r),
+                "name": f"role{i}",
+                "permissions": "0",
+                "position": i + 1,
+                "color": 0,
+                "hoist": False,
+                "managed": False,
+                "mentionable": False,
+                "flags": 0,
+            }
+            for i, r in enumerate(g["roles"])
+        ]
+        payloads.append(
+            {
+                "op": 0,
+                "t": "GUILD_CREATE",
+                "s": len(payloads) + 1,
+                "d": {
+                    "id": str(g["id"]),
+                    "name": f"Server {g['id']}",
+                    "owner_id": str(g["members"][0]),
+                    "roles": roles,
+                    "emojis": [],
+                    "stickers": [],
+                    "features": [],
+                    "large": True,
+                    "unavailable": False,
+                    "member_count": len(g["members"]),
+                    "members": [
+                        {
+                            "user": user_payload(m, rng),
+                            "roles": [],
+                            "joined_at": "2024-01-01T00:00:00+00:00",
+                            "deaf": False,
+                            "mute": False,
+                            "flags": 0,
+                        }
+                        for m in g["members"][:250]  # Discord sends only some members of a large guild
+                    ],
+                    "channels": [
+                        {"id": str(c), "type": 0, "name": f"chan{i}", "position": i, "permission_overwrites": []}
+                        for i, c in enumerate(g["channels"])
+                    ],
+                    "threads": [],
+                    "presences": [],
+                    "voice_states": [],
+                    "stage_instances": [],
+                    "guild_scheduled_events": [],
+                    "premium_tier": 0,
+                    "joined_at": "2024-01-01T00:00:00+00:00",
+                },
+            }
+        )
+    return payloads
+
+
+def messages(world: list[dict], count: int, rng: random.Random, first_seq: int) -> list[dict]:
+    guild_weights = [g["activity"] for g in world]
+    member_weights = {g["id"]: [1.0 / (k + 1) ** 1.1 for k in range(len(g["members"]))] for g in world}
+    payloads = []
+    for i in range(count):
+        g = rng.choices(world, guild_weights)[0]
+        author = rng.choices(g["members"], member_weights[g["id"]])[0]
+        content = " ".join(rng.choices(WORDS, k=rng.randrange(4, 45)))
+        payloads.append(
+            {
+                "op": 0,
+                "t": "MESSAGE_CREATE",
+                "s": first_seq + i,
+                "d": {
+                    "type": 0,
+                    "tts": False,
+                    "timestamp": "2026-11-22T06:00:00.000000+00:00",
+                    "pinned": False,
+                    "nonce": str(snowflake(rng)),
+                    "mentions": [],
+                    "mention_roles": [],
+                    "mention_everyone": False,
+                    "member": {
+                        "roles": [str(r) for r in rng.sample(g["roles"], 2)],
+                        "premium_since": None,
+                        "pending": False,
+                        "nick": None,
+                        "mute": False,
+                        "joined_at": "2024-05-01T12:00:00.000000+00:00",
+                        "flags": 0,
+                        "deaf": False,
+                        "communication_disabled_until": None,
+                        "banner": None,
+                        "avatar": None,
+                    },
+                    "id": str(snowflake(rng)),
+                    "flags": 0,
+                    "embeds": [],
+                    "edited_timestamp": None,
+                    "content": content,
+                    "components": [],
+                    "channel_id": str(rng.choice(g["channels"])),
+                    "author": user_payload(author, rng),
+                    "attachments": [],
+                    "guild_id": str(g["id"]),
+                },
+            }
+        )
+    return payloads
+
+
+def compress(payloads: list[dict]) -> list[bytes]:
+    """One compressed stream, framed the way Discord frames it for discord.py's decompressor."""
+    kind = utils._ActiveDecompressionContext.COMPRESSION_TYPE
+    frames = []
+    if kind == "zstd-stream":
+        import zstandard
+
+        stream = zstandard.ZstdCompressor().compressobj()
+        for p in payloads:
+            frames.append(stream.compress(json.dumps(p).encode()) + stream.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
+    else:
+        stream = zlib.compressobj()
+        for p in payloads:
+            frames.append(stream.compress(json.dumps(p).encode()) + stream.flush(zlib.Z_SYNC_FLUSH))
+    return frames
+
+
+# -- the three bots -----------------------------------------------------------------
+
+
+def bot_options() -> dict:
+    """Tally's own discord.py options, so a and c differ from b only in the XP work."""
+    intents = discord.Intents.none()
+    intents.guilds = intents.members = intents.guild_messages = intents.dm_messages = intents.message_content = True
+    return {
+        "command_prefix": "!",
+        "intents": intents,
+        "allowed_mentions": discord.AllowedMentions.none(),
+        "chunk_guilds_at_startup": False,
+        "max_messages": None,
+        "guild_ready_timeout": 0.01,
+    }
+
+
+async def bare_bot(folder: Path) -> tuple[commands.Bot, object]:
+    bot = commands.Bot(**bot_options())
+    return bot, None
+
+
+async def tally_bot(folder: Path) -> tuple[commands.Bot, object]:
+    settings = Settings(
+        token="bench" * 10,
+        database_path=folder / "tally.db",
+        default_prefix="!",
+        xp_per_message=5,
+        xp_cooldown_seconds=60,
+        xp_flush_seconds=1.0,
+        level_curve="linear",
+        log_level="WARNING",
+    )
+    db = await Database.open(settings.database_path)
+    bot = Tally(settings, db)
+    return bot, db
+
+
+async def tutorial_bot(folder: Path) -> tuple[commands.Bot, object]:
+    """The seed chapter's handler, as written there (with its 10 XP per message)."""
+    path = folder / "database.db"
+    async with aiosqlite.connect(path) as db:
+        await db.execute(
+            "CREATE TABLE IF NOT EXISTS users (user_id INTEGER PRIMARY KEY, xp INTEGER DEFAULT 0, level INTEGER DEFAULT 1)"
+        )
+        await db.commit()
+    bot = commands.Bot(**bot_options())
+
+    async def add_user(user_id: int) -> None:
+        async with aiosqlite.connect(path) as db:
+            await db.execute("INSERT OR IGNORE INTO users (user_id) VALUES (?)", (user_id,))
+            await db.commit()
+
+    @bot.event
+    async def on_message(message: discord.Message) -> None:
+        if message.author.bot:
+            return
+        await add_user(message.author.id)
+        async with aiosqlite.connect(path) as db:
+            await db.execute("UPDATE users SET xp = xp + ? WHERE user_id = ?", (10, message.author.id))
+            await db.commit()
+        await bot.process_commands(message)
+
+    return bot, None
+
+
+VARIANTS = {"a": ("bare discord.py", bare_bot), "b": ("Tally", tally_bot), "c": ("tutorial", tutorial_bot)}
+
+
+# -- feeding and timing ---------------------------------------------------------------
+
+
+def event_tasks() -> list[asyncio.Task]:
+    return [t for t in asyncio.all_tasks() if t.get_name().startswith("discord.py:") and not t.done()]
+
+
+async def drain() -> None:
+    """Wait until every event handler discord.py scheduled has finished."""
+    while tasks := event_tasks():
+        await asyncio.wait(tasks)
+
+
+class StallMonitor:
+    """Wakes every millisecond and records how late it woke: the loop's worst stall."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self._task: asyncio.Task | None = None
+
+    async def _run(self) -> None:
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(0.001)
+            self.worst = max(self.worst, time.perf_counter() - before - 0.001)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="stall-monitor")
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+async def run_variant(key: str, setup: list[bytes], frames: list[bytes]) -> tuple[float, float]:
+    """Messages/s and worst stall for one variant over the given frames."""
+    with tempfile.TemporaryDirectory() as folder:
+        bot, db = await VARIANTS[key][1](Path(folder))
+        await bot._async_setup_hook()
+        await bot.setup_hook()
+        ws = DiscordWebSocket(None, loop=asyncio.get_running_loop())
+        ws.token = "bench"
+        ws._connection = bot._connection
+        ws._discord_parsers = bot._connection.parsers
+        ws._dispatch = bot.dispatch
+        ws.call_hooks = bot._connection.call_hooks
+        ws.shard_id = None
+        for frame in setup:  # READY and every GUILD_CREATE, untimed
+            await ws.received_message(frame)
+        await drain()
+
+        monitor = StallMonitor()
+        monitor.start()
+        start = time.perf_counter()
+        for i, frame in enumerate(frames):
+            await ws.received_message(frame)
+            await asyncio.sleep(0)  # a socket read yields to the loop between frames
+            if i % 256 == 255:
+                await drain()
+        await drain()
+        if key == "b":
+            await bot.xp.flush()  # timed until everything is on disk
+        elapsed = time.perf_counter() - start
+        await monitor.stop()
+
+        if key == "b":
+            assert bot.xp.pending_count == 0
+            await bot.xp.stop()
+            await db.close()
+        await bot.http.close()
+        return len(frames) / elapsed, monitor.worst
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--messages", type=int, default=40_000, help="messages per round for a and b")
+    parser.add_argument("--tutorial-messages", type=int, default=1_500, help="messages per round for c (it is slow)")
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 5,000 (c: 300) messages")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.messages, args.tutorial_messages = 2, 5_000, 300
+    logging.basicConfig(level=logging.ERROR)
+
+    rng = random.Random(20261122)
+    world = build_world(rng)
+    setup_payloads = ready_and_guilds(world, rng)
+    message_payloads = messages(world, args.messages, rng, len(setup_payloads) + 1)
+    all_frames = compress(setup_payloads + message_payloads)
+    setup, frames = all_frames[: len(setup_payloads)], all_frames[len(setup_payloads) :]
+    sizes = [len(json.dumps(p)) for p in message_payloads[:2000]]
+    print(
+        f"Python {platform.python_version()}, discord.py {discord.__version__}, {platform.machine()}, {platform.system()}"
+    )
+    print(
+        f"{args.messages:,} messages a round ({args.tutorial_messages:,} for c), {GUILDS} guilds, "
+        f"{sum(len(g['members']) for g in world):,} members; MESSAGE_CREATE {statistics.mean(sizes):.0f} bytes of JSON "
+        f"on average, {statistics.mean(len(f) for f in frames[:2000]):.0f} bytes compressed "
+        f"({utils._ActiveDecompressionContext.COMPRESSION_TYPE})"
+    )
+
+    rates: dict[str, list[float]] = {key: [] for key in VARIANTS}
+    stalls: dict[str, list[float]] = {key: [] for key in VARIANTS}
+    for round_ in range(1, args.rounds + 1):
+        line = []
+        for key in VARIANTS:
+            chosen = frames if key != "c" else frames[: args.tutorial_messages]
+            rate, stall = await run_variant(key, setup, chosen)
+            rates[key].append(rate)
+            stalls[key].append(stall)
+            line.append(f"{key} {rate:,.0f}/s (stall {stall * 1000:.0f} ms)")
+        print(f"round {round_}: " + ", ".join(line))
+
+    median = {key: statistics.median(values) for key, values in rates.items()}
+    # Ratios are taken within each round (the variants ran back to back there),
+    # then the median over rounds: the machine's load drifts between rounds.
+    b_over_a = statistics.median(b / a for a, b in zip(rates["a"], rates["b"], strict=True))
+    b_over_c = statistics.median(b / c for b, c in zip(rates["b"], rates["c"], strict=True))
+    print()
+    for key, (label, _) in VARIANTS.items():
+        print(f"({key}) {label:<16} {median[key]:>10,.0f} messages/s (median of {args.rounds})")
+    print(f"b/a = {b_over_a:.2f}   (target >= 0.85; median of the per-round ratios)")
+    print(f"b/c = {b_over_c:.0f}   (target >= 40; median of the per-round ratios)")
+    print(f"worst event-loop stall during b: {max(stalls['b']) * 1000:.1f} ms   (target <= 20 ms)")
+    print(f"  (for comparison, during a: {max(stalls['a']) * 1000:.1f} ms, during c: {max(stalls['c']) * 1000:.1f} ms)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
