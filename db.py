@@ -220,8 +220,8 @@ class Database:
 
     async def prefixes(self) -> dict[int, str]:
         """Every guild's custom prefix (guilds on the default have no entry)."""
-        async with self._conn.execute("SELECT guild_id, prefix FROM guild_settings") as cursor:
-            return {row["guild_id"]: row["prefix"] for row in await cursor.fetchall()}
+        rows = await self._conn.execute_fetchall("SELECT guild_id, prefix FROM guild_settings")
+        return {row["guild_id"]: row["prefix"] for row in rows}
 
     async def set_prefix(self, guild_id: int, prefix: str) -> None:
         async with self.transaction() as conn:
@@ -255,28 +255,24 @@ class Database:
             )
 
     async def guild_xp(self, guild_id: int) -> list[tuple[int, int]]:
-        """Every ``(user_id, xp)`` in the guild, in leaderboard order."""
-        async with self._conn.execute(
-            "SELECT user_id, xp FROM members WHERE guild_id = ? ORDER BY xp DESC, user_id",
-            (guild_id,),
-        ) as cursor:
-            return [(row[0], row[1]) for row in await cursor.fetchall()]
+        """Every ``(user_id, xp)`` in the guild, in no particular order."""
+        rows = await self._conn.execute_fetchall("SELECT user_id, xp FROM members WHERE guild_id = ?", (guild_id,))
+        return [(row[0], row[1]) for row in rows]
 
     async def member_xp(self, guild_id: int, user_id: int) -> int:
         """The XP stored for one member (0 when there is no row)."""
-        async with self._conn.execute(
+        rows = await self._conn.execute_fetchall(
             "SELECT xp FROM members WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
-        ) as cursor:
-            row = await cursor.fetchone()
-        return row[0] if row else 0
+        )
+        return rows[0][0] if rows else 0
 
     async def names(self, guild_id: int, user_ids: Iterable[int]) -> dict[int, str]:
         """Last known names of the given members (a JSON array keeps the query fixed)."""
-        async with self._conn.execute(
+        rows = await self._conn.execute_fetchall(
             "SELECT user_id, name FROM members WHERE guild_id = ? AND user_id IN (SELECT value FROM json_each(?))",
             (guild_id, json.dumps(list(user_ids))),
-        ) as cursor:
-            return {row[0]: row[1] for row in await cursor.fetchall()}
+        )
+        return {row[0]: row[1] for row in rows}
 
 
 def _json_rows(rows: Iterable[tuple], chunk: int = 500) -> str:

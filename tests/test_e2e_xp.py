@@ -91,6 +91,8 @@ async def test_a_channel_the_bot_cannot_post_in_is_logged_and_the_bot_carries_on
     bot = await tally(XP_PER_MESSAGE="100")
     await world.say(world.alice, "level up here", quiet)  # the announcement is refused with 50013
     await world.say(world.alice, "!level", quiet)  # so is the reply
+    refused = f"/channels/{quiet.id}/messages"
+    await world.fake.wait_for(lambda: [r for r in world.fake.requests if r[1] == refused][1:], what="two refused posts")
     post = await world.ask(world.alice, "!level")
     assert field(post, "Level") == "2"
     assert [p.channel_id for p in world.fake.posts] == [world.general.id]
