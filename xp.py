@@ -88,10 +88,15 @@ class GuildBoard:
 class _Guild:
     """Everything held in memory for one guild."""
 
-    __slots__ = ("board", "cooldowns", "pending", "names", "last_used")
+    __slots__ = ("board", "loaded", "early", "early_base", "cooldowns", "pending", "names", "last_used")
 
-    def __init__(self, board: GuildBoard, now: float) -> None:
-        self.board = board
+    def __init__(self, now: float) -> None:
+        self.board: GuildBoard | None = None  # None while it is being read
+        self.loaded = asyncio.Event()
+        # XP awarded while the board was being read, and each such member's
+        # stored XP once it was read: enough to tell every early award its totals.
+        self.early: dict[int, int] = {}
+        self.early_base: dict[int, int] = {}
         # user -> when their cooldown ends, in expiry order (renewing re-inserts),
         # so pruning stops at the first live entry.
         self.cooldowns: dict[int, float] = {}
@@ -130,50 +135,60 @@ class XpTracker:
         self.idle_seconds = max(idle_seconds, cooldown_seconds)
         self._clock = clock
         self._guilds: dict[int, _Guild] = {}
-        self._loading: dict[int, asyncio.Lock] = {}
+        self._loads: set[asyncio.Task[None]] = set()
         self._flush_lock = asyncio.Lock()
+        self._flushed = asyncio.Condition()
+        self.flushes = 0  # successful flushes that wrote something
         self._flusher: asyncio.Task[None] | None = None
         self._failing = False
-        # Awards waiting for a board to load: stop() lets them land before the last flush.
-        self._loads_in_flight = 0
-        self._no_loads = asyncio.Event()
-        self._no_loads.set()
 
     # -- the message path ------------------------------------------------------
 
-    async def _guild(self, guild_id: int) -> _Guild:
-        """The guild's state, its board read from the database the first time."""
+    def _guild(self, guild_id: int) -> _Guild:
+        """The guild's state; the first call starts reading its board."""
         guild = self._guilds.get(guild_id)
         if guild is None:
-            self._loads_in_flight += 1
-            self._no_loads.clear()
-            try:
-                async with self._loading.setdefault(guild_id, asyncio.Lock()):
-                    guild = self._guilds.get(guild_id)
-                    if guild is None:
-                        rows = await self.db.guild_xp(guild_id)
-                        # sorting a big guild takes a while: off the event loop
-                        board = await asyncio.to_thread(GuildBoard, rows) if len(rows) > 10_000 else GuildBoard(rows)
-                        guild = self._guilds[guild_id] = _Guild(board, self._clock())
-                self._loading.pop(guild_id, None)
-            finally:
-                self._loads_in_flight -= 1
-                if not self._loads_in_flight:
-                    self._no_loads.set()
+            guild = self._guilds[guild_id] = _Guild(self._clock())
+            task = asyncio.create_task(self._load(guild_id, guild), name=f"tally-board-{guild_id}")
+            self._loads.add(task)
+            task.add_done_callback(self._loads.discard)
         return guild
 
-    async def board(self, guild_id: int) -> GuildBoard:
+    async def _load(self, guild_id: int, guild: _Guild) -> None:
+        """Read the guild's board, retrying while the database fails."""
+        delay = 0.5
+        while True:
+            try:
+                rows = await self.db.guild_xp(guild_id)
+                break
+            except Exception:
+                log.exception("could not read XP of guild %s; retrying in %s s", guild_id, delay)
+                await asyncio.sleep(delay)  # a retry timer
+                delay = min(delay * 2, 30.0)
+        # sorting a big guild takes a while: off the event loop
+        board = await asyncio.to_thread(GuildBoard, rows) if len(rows) > 10_000 else GuildBoard(rows)
+        for user_id, amount in guild.early.items():
+            guild.early_base[user_id], _ = board.add(user_id, amount)
+        guild.early.clear()
+        guild.board = board
+        guild.loaded.set()
+
+    async def board(self, guild_id: int, timeout: float = 30.0) -> GuildBoard:
         """The guild's board: every member's XP including what is still pending."""
-        guild = await self._guild(guild_id)
+        guild = self._guild(guild_id)
         guild.last_used = self._clock()
+        if guild.board is None:
+            await asyncio.wait_for(guild.loaded.wait(), timeout)
         return guild.board
 
     async def award(self, guild_id: int, user_id: int, name: str) -> tuple[int, int] | None:
         """Give a chatting member XP unless they are on cooldown.
 
-        Returns the member's total XP before and after, or None on cooldown.
+        Everything is recorded at once, in memory and in message order; only
+        the totals returned (XP before and after, or None on cooldown) wait
+        for the guild's board if it is still being read after a start.
         """
-        guild = self._guilds.get(guild_id) or await self._guild(guild_id)
+        guild = self._guilds.get(guild_id) or self._guild(guild_id)
         now = self._clock()
         guild.last_used = now
         cooldowns = guild.cooldowns
@@ -185,7 +200,13 @@ class XpTracker:
         amount = self.xp_per_message
         guild.pending[user_id] = guild.pending.get(user_id, 0) + amount
         guild.names[user_id] = name
-        return guild.board.add(user_id, amount)
+        if guild.board is not None:
+            return guild.board.add(user_id, amount)
+        earlier = guild.early.get(user_id, 0)
+        guild.early[user_id] = earlier + amount
+        await guild.loaded.wait()
+        before = guild.early_base[user_id] + earlier
+        return before, before + amount
 
     def pending_name(self, guild_id: int, user_id: int) -> str | None:
         guild = self._guilds.get(guild_id)
@@ -209,7 +230,8 @@ class XpTracker:
         ended = 0
         for guild_id, guild in list(self._guilds.items()):
             ended += guild.prune(now)
-            if not guild.pending and not guild.cooldowns and now - guild.last_used >= self.idle_seconds:
+            idle = now - guild.last_used >= self.idle_seconds
+            if idle and guild.board is not None and not guild.pending and not guild.cooldowns:
                 del self._guilds[guild_id]
         return ended
 
@@ -247,7 +269,16 @@ class XpTracker:
             if self._failing:
                 log.info("saving XP works again")
                 self._failing = False
+            log.debug("saved XP of %d members", count)
+            async with self._flushed:
+                self.flushes += 1
+                self._flushed.notify_all()
             return count
+
+    async def wait_for_flushes(self, count: int) -> None:
+        """Wait until ``count`` flushes have written something (for tests and tools)."""
+        async with self._flushed:
+            await self._flushed.wait_for(lambda: self.flushes >= count)
 
     def _restore(self, batch: list[tuple[int, dict[int, int], dict[int, str]]]) -> None:
         """Put a failed flush's gains back, under any that arrived meanwhile."""
@@ -275,10 +306,9 @@ class XpTracker:
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
             self._flusher = None
-        try:
-            await asyncio.wait_for(self._no_loads.wait(), timeout=10)
-        except TimeoutError:
-            log.warning("stopped waiting for %d boards to load", self._loads_in_flight)
+        for task in list(self._loads):  # every award is already in the pending gains
+            task.cancel()
+        await asyncio.gather(*self._loads, return_exceptions=True)
         for attempt in range(1, attempts + 1):
             try:
                 await self.flush()

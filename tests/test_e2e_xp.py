@@ -113,3 +113,37 @@ async def test_a_clean_shutdown_saves_every_acknowledged_xp_and_exits_0(world, t
     assert await bot.stop(getattr(signal, signal_name)) == 0
     assert stored_xp(tmp_path, world.guild.id) == {world.bob.id: 35}
     assert "shut down cleanly" in bot.log
+
+
+async def test_level_and_leaderboard_include_xp_that_is_not_yet_written(world, tally, tmp_path):
+    await tally(XP_FLUSH_SECONDS="60")
+    await world.say(world.alice, "one")
+    await world.say(world.alice, "two")
+    post = await world.ask(world.alice, "!level")
+    assert field(post, "Total XP") == "10"
+    assert stored_xp(tmp_path, world.guild.id) == {}  # still pending in memory
+    post = await world.ask(world.alice, "!leaderboard")
+    assert post.embeds[0]["description"] == "**#1** alice · level 1 · 10 XP"
+
+
+async def test_sigkill_loses_at_most_the_last_flush_interval_and_nothing_else(world, tally, tmp_path):
+    bot = await tally(XP_FLUSH_SECONDS="60")
+    for _ in range(2):
+        await world.say(world.alice, "earlier")
+    await world.ask(world.alice, "!level")
+    assert await bot.stop() == 0  # a clean stop writes the 10 XP
+
+    bot = await tally(XP_FLUSH_SECONDS="60")  # no timer flush happens during this run
+    for _ in range(3):
+        await world.say(world.alice, "lost")
+    post = await world.ask(world.mod, "!prefix ?")  # settings are written at once
+    assert post.content.startswith("Prefix set")
+    post = await world.ask(world.alice, "?level")
+    assert field(post, "Total XP") == "25"
+    await bot.kill()  # SIGKILL: no shutdown code runs
+
+    assert stored_xp(tmp_path, world.guild.id) == {world.alice.id: 10}  # only this interval's 15 XP is gone
+    assert stored(tmp_path, "SELECT prefix FROM guild_settings") == [("?",)]
+    await tally()
+    post = await world.ask(world.alice, "?level")
+    assert field(post, "Total XP") == "10"

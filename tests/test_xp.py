@@ -137,12 +137,103 @@ async def test_a_burst_before_the_board_is_loaded_still_earns_xp_once(db):
     assert (await t.board(GUILD)).xp_of(1) == 5
 
 
-async def test_stop_waits_for_an_award_whose_board_is_still_loading(db):
+async def test_awards_while_the_board_loads_keep_message_order_and_their_totals(db):
+    import asyncio
+
+    from db import XpGain
+
+    await db.add_xp([XpGain(GUILD, 1, 100, "alice", 0)])
+    t = tracker(db, cooldown=0)
+    first = asyncio.ensure_future(t.award(GUILD, 1, "alice"))
+    second = asyncio.ensure_future(t.award(GUILD, 1, "alice"))
+    board = await t.board(GUILD)  # asked after both messages: it must include both
+    assert board.xp_of(1) == 110
+    assert await first == (100, 105)
+    assert await second == (105, 110)
+
+
+async def test_stop_saves_an_award_whose_board_is_still_loading(db):
     import asyncio
 
     t = tracker(db, cooldown=0)
     t.start()
-    award = asyncio.ensure_future(t.award(GUILD, 1, "alice"))  # suspends while the board loads
-    await t.stop()  # stopping the flusher yields once, so the award is already waiting on the read
-    assert await award == (0, 5)
+    award = asyncio.ensure_future(t.award(GUILD, 1, "alice"))
+    await t.stop()
     assert await db.member_xp(GUILD, 1) == 5
+    award.cancel()
+
+
+async def test_the_flusher_writes_pending_xp_on_its_own_within_the_interval(db):
+    import asyncio
+
+    t = XpTracker(db, xp_per_message=5, cooldown_seconds=0, flush_seconds=0.05)
+    t.start()
+    await t.award(GUILD, 1, "alice")
+    await asyncio.wait_for(t.wait_for_flushes(1), timeout=5)
+    assert await db.member_xp(GUILD, 1) == 5
+    assert t.pending_count == 0
+    await t.stop()
+
+
+async def test_flushes_add_rather_than_overwrite_so_two_writers_both_count(tmp_path):
+    path = tmp_path / "tally.db"
+    first, second = await Database.open(path), await Database.open(path)
+    a = XpTracker(first, xp_per_message=5, cooldown_seconds=0, flush_seconds=1)
+    b = XpTracker(second, xp_per_message=7, cooldown_seconds=0, flush_seconds=1)
+    await a.award(GUILD, 1, "alice")
+    await b.award(GUILD, 1, "alice")
+    await a.flush()
+    await b.flush()
+    assert await first.member_xp(GUILD, 1) == 12
+    await first.close()
+    await second.close()
+
+
+async def test_memory_is_bounded_idle_guilds_and_ended_cooldowns_are_dropped(db):
+    clock = Clock()
+    t = XpTracker(db, xp_per_message=5, cooldown_seconds=60, flush_seconds=1, idle_seconds=600, clock=clock)
+    for guild in range(20):
+        for user in range(50):
+            await t.award(GUILD + guild, user, "m")
+    assert (t.guilds_in_memory, t.cooldown_count, t.pending_count) == (20, 1000, 1000)
+    await t.flush()
+    assert t.pending_count == 0  # every flush empties the pending gains
+    clock.now += 61
+    assert t.prune() == 1000  # every cooldown has ended
+    assert t.guilds_in_memory == 20  # but the guilds were used recently
+    await t.award(GUILD, 1, "m")  # one guild stays busy
+    clock.now += 599  # the others have now been idle for 660 s
+    await t.flush()
+    t.prune()
+    assert t.guilds_in_memory == 1
+    # a dropped guild is read back from the database, complete
+    assert (await t.board(GUILD + 7)).xp_of(3) == 5
+    assert len(await t.board(GUILD + 7)) == 50
+
+
+async def test_a_guild_with_pending_xp_or_live_cooldowns_is_never_dropped(db):
+    clock = Clock()
+    t = XpTracker(db, xp_per_message=5, cooldown_seconds=5000, flush_seconds=1, idle_seconds=600, clock=clock)
+    await t.award(GUILD, 1, "m")
+    clock.now += 1000  # idle for longer than idle_seconds, but the cooldown still runs
+    t.prune()
+    assert t.guilds_in_memory == 1
+    assert await t.award(GUILD, 1, "m") is None
+
+
+def test_board_ranks_and_pages_agree_with_a_plain_sort_under_random_changes():
+    import random
+
+    rng = random.Random(7)
+    board = GuildBoard()
+    xp: dict[int, int] = {}
+    for _ in range(3000):
+        user = rng.randrange(1, 400)
+        amount = rng.choice([5, 5, 5, 10, 25])
+        board.add(user, amount)
+        xp[user] = xp.get(user, 0) + amount
+    expected = sorted(xp.items(), key=lambda item: (-item[1], item[0]))  # XP down, then lower user ID
+    assert board.page(0, len(expected)) == expected
+    for rank, (user, _) in enumerate(expected, start=1):
+        assert board.rank_of(user) == rank
+    assert board.page(37, 10) == expected[37:47]
