@@ -21,6 +21,7 @@ from discord.ext import commands
 from dotenv import load_dotenv
 
 import levels
+from chat import YOU, log_cannot_post, plain, safe_send
 from config import ConfigError, Settings, load_settings, prefix_problem
 from db import Database, DatabaseRefused
 from xp import XpTracker
@@ -28,6 +29,7 @@ from xp import XpTracker
 log = logging.getLogger("tally")
 
 PAGE_SIZE = 10
+EXTENSIONS = ("economy", "moderation")  # modules beside bot.py, each a cog with its commands
 EMBED_COLOUR = discord.Colour.blurple()
 TIE_RULE = "ties go to the lower user ID (the older Discord account)"
 
@@ -39,11 +41,6 @@ PORTAL_TOKEN = (
     "Discord rejected DISCORD_TOKEN: reset the token in the Discord Developer Portal "
     "(your application > Bot > Reset Token), put the new one in .env, then start Tally again"
 )
-
-
-def plain(text: str) -> str:
-    """A name or argument made safe to show: no markdown, no mentions."""
-    return discord.utils.escape_mentions(discord.utils.escape_markdown(text))
 
 
 class Tally(commands.Bot):
@@ -80,6 +77,11 @@ class Tally(commands.Bot):
     async def setup_hook(self) -> None:
         self.guild_prefixes = await self.db.prefixes()
         await self.add_cog(Leveling(self))
+        for extension in EXTENSIONS:
+            try:
+                await self.load_extension(extension)
+            except commands.ExtensionError:
+                log.exception("could not load the %s extension; its commands are unavailable", extension)
         self.xp.start()
 
     async def get_prefix(self, message: discord.Message) -> list[str]:
@@ -116,13 +118,20 @@ class Tally(commands.Bot):
         if gain is None:
             return
         before, after = gain
-        new_level = self.curve.level_for(after)
-        if new_level > self.curve.level_for(before):
-            await safe_send(
-                message.channel,
-                f"{message.author.mention} reached level {new_level}!",
-                allowed_mentions=discord.AllowedMentions(users=[message.author]),  # the one ping Tally makes
+        old_level, new_level = self.curve.level_for(before), self.curve.level_for(after)
+        if new_level <= old_level:
+            return
+        text = f"{message.author.mention} reached level {new_level}!"
+        if reward := self.settings.coins_per_level * (new_level - old_level):
+            await self.db.grant(
+                message.guild.id, message.author.id, message.author.display_name, reward, "level_up", self.user.id
             )
+            text += f" (+{reward:,} coins)"
+        await safe_send(
+            message.channel,
+            text,
+            allowed_mentions=discord.AllowedMentions(users=[message.author]),  # the one ping Tally makes
+        )
 
     async def on_ready(self) -> None:
         log.info("connected as %s (ID %s) to %d servers", self.user, self.user.id, len(self.guilds))
@@ -191,38 +200,16 @@ def explain(ctx: commands.Context[Tally], error: commands.CommandError) -> str |
     if isinstance(error, commands.MissingRequiredArgument):
         return f"Missing `{error.param.name}`. {usage(ctx)}"
     if isinstance(error, commands.RangeError):
-        return f"That number is out of range. {usage(ctx)}"
+        name = ctx.current_parameter.name if ctx.current_parameter else "number"
+        if error.maximum is None:
+            return f"`{name}` must be a whole number of at least {error.minimum:,}. {usage(ctx)}"
+        return f"`{name}` must be a whole number from {error.minimum:,} to {error.maximum:,}. {usage(ctx)}"
     if isinstance(error, commands.UserInputError):
         name = ctx.current_parameter.name if ctx.current_parameter else "argument"
         return f"That isn't a valid `{name}`. {usage(ctx)}"
     if isinstance(error, commands.CheckFailure):
         return "You can't use this command here."
     return None
-
-
-def log_cannot_post(channel: discord.abc.Messageable) -> None:
-    guild = getattr(channel, "guild", None)
-    log.warning(
-        "cannot post in channel %s: missing permission (guild %s)",
-        getattr(channel, "id", None),
-        getattr(guild, "id", None),
-    )
-
-
-async def safe_send(channel: discord.abc.Messageable, content: str | None = None, **kwargs) -> bool:
-    """Send, logging (not raising) when Discord refuses. Returns whether it was sent."""
-    try:
-        await channel.send(content, **kwargs)
-        return True
-    except discord.Forbidden:
-        log_cannot_post(channel)
-    except discord.HTTPException as exc:
-        log.warning("posting in channel %s failed: HTTP %s", getattr(channel, "id", None), exc.status)
-    return False
-
-
-# "[member]" in help rather than "[member=<you>]"
-YOU = commands.parameter(default=lambda ctx: ctx.author, displayed_default="")
 
 
 class Leveling(commands.Cog):

@@ -32,6 +32,8 @@ class Settings:
     xp_flush_seconds: float
     level_curve: CurveName
     log_level: str
+    daily_coins: int = 100
+    coins_per_level: int = 0
 
     def __repr__(self) -> str:  # keep the token out of any accidental log line
         return f"Settings(database_path={str(self.database_path)!r}, level_curve={self.level_curve!r}, ...)"
@@ -120,4 +122,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         xp_flush_seconds=_seconds(env, "XP_FLUSH_SECONDS", 1.0, 0.05, 60.0),
         level_curve=_choice(env, "LEVEL_CURVE", "linear", CURVE_NAMES),  # type: ignore[arg-type]
         log_level=_choice(env, "LOG_LEVEL", "INFO", LOG_LEVELS),
+        daily_coins=_whole_number(env, "DAILY_COINS", 100, 1, 1_000_000),
+        coins_per_level=_whole_number(env, "COINS_PER_LEVEL", 0, 0, 1_000_000),
     )

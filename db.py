@@ -29,12 +29,21 @@ import aiosqlite
 log = logging.getLogger(__name__)
 
 SCHEMA_PATH = Path(__file__).with_name("schema.sql")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
-# Numbered migrations: MIGRATIONS[n] upgrades a version-n database to n + 1.
-# Each script is one transaction that ends by setting the new user_version,
-# so an upgrade and its version bump land together or not at all.
-MIGRATIONS: dict[int, str] = {}
+
+def bundled_migrations() -> dict[int, str]:
+    """The numbered migrations: ``{n: script}`` upgrades a version-n database to n + 1.
+
+    ``migrations/NNNN_name.sql`` produces version NNNN. Each script is one
+    transaction that ends by setting the new user_version, so an upgrade and
+    its version bump land together or not at all.
+    """
+    scripts = {}
+    for path in sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9][0-9]_*.sql")):
+        scripts[int(path.name[:4]) - 1] = path.read_text(encoding="utf-8")
+    return scripts
 
 
 class DatabaseRefused(Exception):
@@ -49,6 +58,49 @@ class XpGain(NamedTuple):
     xp: int
     name: str
     seen_at: int  # Unix seconds of the first message behind this gain
+
+
+class InsufficientCoins(Exception):
+    """A debit larger than the balance: nothing was changed."""
+
+    def __init__(self, balance: int) -> None:
+        super().__init__(balance)
+        self.balance = balance
+
+
+class Daily(NamedTuple):
+    claimed: bool
+    balance: int
+    next_claim_at: int  # Unix seconds
+
+
+class Movement(NamedTuple):
+    """One ledger row."""
+
+    id: int
+    from_id: int | None
+    to_id: int | None
+    amount: int
+    kind: str
+    actor_id: int
+    reason: str | None
+    created_at: int
+
+
+class Case(NamedTuple):
+    number: int
+    action: str
+    target_id: int
+    target_name: str
+    moderator_id: int
+    reason: str | None
+    created_at: int
+
+
+class OldReason(NamedTuple):
+    reason: str | None
+    moderator_id: int
+    replaced_at: int
 
 
 class SchemaReport(NamedTuple):
@@ -116,7 +168,7 @@ class Database:
         with a schema of their own.
         """
         path = Path(path)
-        migrations = MIGRATIONS if migrations is None else migrations
+        migrations = bundled_migrations() if migrations is None else migrations
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -273,6 +325,242 @@ class Database:
             (guild_id, json.dumps(list(user_ids))),
         )
         return {row[0]: row[1] for row in rows}
+
+    # -- coins -------------------------------------------------------------------
+    # Every method that moves coins is one transaction that also writes the
+    # ledger row, so the ledger always explains every balance. A debit only
+    # happens if the balance covers it; CHECK (coins >= 0) is the backstop.
+
+    async def balance(self, guild_id: int, user_id: int) -> int:
+        rows = await self._conn.execute_fetchall(
+            "SELECT coins FROM wallets WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
+        )
+        return rows[0][0] if rows else 0
+
+    @staticmethod
+    async def _credit(conn: aiosqlite.Connection, guild_id: int, user_id: int, amount: int, name: str) -> None:
+        await conn.execute(
+            "INSERT INTO wallets (guild_id, user_id, coins, name) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (guild_id, user_id) DO UPDATE SET coins = wallets.coins + excluded.coins, "
+            "name = excluded.name",
+            (guild_id, user_id, amount, name),
+        )
+
+    @staticmethod
+    async def _debit(conn: aiosqlite.Connection, guild_id: int, user_id: int, amount: int) -> None:
+        """Take ``amount`` only if the balance covers it; else raise InsufficientCoins."""
+        cursor = await conn.execute(
+            "UPDATE wallets SET coins = coins - ? WHERE guild_id = ? AND user_id = ? AND coins >= ?",
+            (amount, guild_id, user_id, amount),
+        )
+        if cursor.rowcount != 1:
+            rows = await conn.execute_fetchall(
+                "SELECT coins FROM wallets WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
+            )
+            raise InsufficientCoins(rows[0][0] if rows else 0)
+
+    @staticmethod
+    async def _record(
+        conn: aiosqlite.Connection,
+        guild_id: int,
+        from_id: int | None,
+        to_id: int | None,
+        amount: int,
+        kind: str,
+        actor_id: int,
+        reason: str | None,
+    ) -> None:
+        await conn.execute(
+            "INSERT INTO ledger (guild_id, from_id, to_id, amount, kind, actor_id, reason, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (guild_id, from_id, to_id, amount, kind, actor_id, reason, int(time.time())),
+        )
+
+    @staticmethod
+    async def _balance_in(conn: aiosqlite.Connection, guild_id: int, user_id: int) -> int:
+        rows = await conn.execute_fetchall(
+            "SELECT coins FROM wallets WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
+        )
+        return rows[0][0] if rows else 0
+
+    async def transfer(
+        self, guild_id: int, from_id: int, to_id: int, amount: int, *, from_name: str, to_name: str
+    ) -> tuple[int, int]:
+        """Move coins between two members; returns both new balances.
+
+        Raises InsufficientCoins (changing nothing) when the sender cannot cover it.
+        """
+        if from_id == to_id or amount <= 0:
+            raise ValueError("a transfer needs two members and a positive amount")
+        async with self.transaction() as conn:
+            await self._debit(conn, guild_id, from_id, amount)
+            await conn.execute(
+                "UPDATE wallets SET name = ? WHERE guild_id = ? AND user_id = ?", (from_name, guild_id, from_id)
+            )
+            await self._credit(conn, guild_id, to_id, amount, to_name)
+            await self._record(conn, guild_id, from_id, to_id, amount, "transfer", from_id, None)
+            return await self._balance_in(conn, guild_id, from_id), await self._balance_in(conn, guild_id, to_id)
+
+    async def claim_daily(
+        self, guild_id: int, user_id: int, name: str, amount: int, now: int, period: int = 86400
+    ) -> Daily:
+        """Claim the daily coins once per ``period`` seconds; the claim time is stored."""
+        async with self.transaction() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT coins, last_daily FROM wallets WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
+            )
+            coins, last = (rows[0][0], rows[0][1]) if rows else (0, None)
+            if last is not None and now < last + period:
+                return Daily(False, coins, last + period)
+            await self._credit(conn, guild_id, user_id, amount, name)
+            await conn.execute(
+                "UPDATE wallets SET last_daily = ? WHERE guild_id = ? AND user_id = ?", (now, guild_id, user_id)
+            )
+            await self._record(conn, guild_id, None, user_id, amount, "daily", user_id, None)
+            return Daily(True, coins + amount, now + period)
+
+    async def grant(
+        self, guild_id: int, user_id: int, name: str, amount: int, kind: str, actor_id: int, reason: str | None = None
+    ) -> int:
+        """Create coins for a member (daily, level-up, an admin's give); returns the new balance."""
+        async with self.transaction() as conn:
+            await self._credit(conn, guild_id, user_id, amount, name)
+            await self._record(conn, guild_id, None, user_id, amount, kind, actor_id, reason)
+            return await self._balance_in(conn, guild_id, user_id)
+
+    async def take(
+        self, guild_id: int, user_id: int, amount: int, actor_id: int, reason: str | None = None
+    ) -> tuple[int, int]:
+        """Remove up to ``amount`` coins, never below zero; returns (taken, new balance)."""
+        async with self.transaction() as conn:
+            taken = min(amount, await self._balance_in(conn, guild_id, user_id))
+            if taken:
+                await self._debit(conn, guild_id, user_id, taken)
+                await self._record(conn, guild_id, user_id, None, taken, "take", actor_id, reason)
+            return taken, await self._balance_in(conn, guild_id, user_id)
+
+    async def set_balance(
+        self, guild_id: int, user_id: int, name: str, amount: int, actor_id: int, reason: str | None = None
+    ) -> int:
+        """Set a balance; the ledger records the difference. Returns the old balance."""
+        async with self.transaction() as conn:
+            old = await self._balance_in(conn, guild_id, user_id)
+            if amount > old:
+                await self._credit(conn, guild_id, user_id, amount - old, name)
+                await self._record(conn, guild_id, None, user_id, amount - old, "set", actor_id, reason)
+            elif amount < old:
+                await self._debit(conn, guild_id, user_id, old - amount)
+                await self._record(conn, guild_id, user_id, None, old - amount, "set", actor_id, reason)
+            return old
+
+    async def movements(self, guild_id: int, user_id: int, limit: int = 10) -> list[Movement]:
+        """A member's latest coin movements, newest first."""
+        rows = await self._conn.execute_fetchall(
+            "SELECT id, from_id, to_id, amount, kind, actor_id, reason, created_at FROM ledger "
+            "WHERE guild_id = ? AND (from_id = ? OR to_id = ?) ORDER BY id DESC LIMIT ?",
+            (guild_id, user_id, user_id, limit),
+        )
+        return [Movement(*row) for row in rows]
+
+    async def richest(self, guild_id: int, offset: int, limit: int) -> list[tuple[int, int, str]]:
+        """``(user_id, coins, last known name)`` by coins, ties to the lower user ID."""
+        rows = await self._conn.execute_fetchall(
+            "SELECT user_id, coins, name FROM wallets WHERE guild_id = ? AND coins > 0 "
+            "ORDER BY coins DESC, user_id LIMIT ? OFFSET ?",
+            (guild_id, limit, offset),
+        )
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    async def holders(self, guild_id: int) -> int:
+        rows = await self._conn.execute_fetchall(
+            "SELECT COUNT(*) FROM wallets WHERE guild_id = ? AND coins > 0", (guild_id,)
+        )
+        return rows[0][0]
+
+    async def first_seen(self, guild_id: int, user_id: int) -> int | None:
+        rows = await self._conn.execute_fetchall(
+            "SELECT first_seen FROM members WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
+        )
+        return rows[0][0] if rows else None
+
+    # -- moderation cases ----------------------------------------------------------
+
+    async def open_case(
+        self, guild_id: int, action: str, target_id: int, target_name: str, moderator_id: int, reason: str | None
+    ) -> Case:
+        """Record a case under the guild's next case number."""
+        async with self.transaction() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT COALESCE(MAX(number), 0) + 1 FROM cases WHERE guild_id = ?", (guild_id,)
+            )
+            case = Case(rows[0][0], action, target_id, target_name, moderator_id, reason, int(time.time()))
+            await conn.execute(
+                "INSERT INTO cases (guild_id, number, action, target_id, target_name, moderator_id, reason, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (guild_id, *case),
+            )
+            return case
+
+    async def case(self, guild_id: int, number: int) -> Case | None:
+        rows = await self._conn.execute_fetchall(
+            "SELECT number, action, target_id, target_name, moderator_id, reason, created_at FROM cases "
+            "WHERE guild_id = ? AND number = ?",
+            (guild_id, number),
+        )
+        return Case(*rows[0]) if rows else None
+
+    async def cases_of(self, guild_id: int, target_id: int, offset: int, limit: int) -> tuple[int, list[Case]]:
+        """How many cases a member has, and one page of them, newest first."""
+        count = await self._conn.execute_fetchall(
+            "SELECT COUNT(*) FROM cases WHERE guild_id = ? AND target_id = ?", (guild_id, target_id)
+        )
+        rows = await self._conn.execute_fetchall(
+            "SELECT number, action, target_id, target_name, moderator_id, reason, created_at FROM cases "
+            "WHERE guild_id = ? AND target_id = ? ORDER BY number DESC LIMIT ? OFFSET ?",
+            (guild_id, target_id, limit, offset),
+        )
+        return count[0][0], [Case(*row) for row in rows]
+
+    async def correct_reason(self, guild_id: int, number: int, reason: str, moderator_id: int) -> Case | None:
+        """Replace a case's reason, keeping the earlier one in its history."""
+        async with self.transaction() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO case_reasons (guild_id, number, reason, moderator_id, replaced_at) "
+                "SELECT guild_id, number, reason, ?, ? FROM cases WHERE guild_id = ? AND number = ?",
+                (moderator_id, int(time.time()), guild_id, number),
+            )
+            if cursor.rowcount != 1:
+                return None
+            await conn.execute(
+                "UPDATE cases SET reason = ? WHERE guild_id = ? AND number = ?", (reason, guild_id, number)
+            )
+        return await self.case(guild_id, number)
+
+    async def reason_history(self, guild_id: int, number: int) -> list[OldReason]:
+        """A case's earlier reasons, oldest first."""
+        rows = await self._conn.execute_fetchall(
+            "SELECT reason, moderator_id, replaced_at FROM case_reasons WHERE guild_id = ? AND number = ? "
+            "ORDER BY rowid",
+            (guild_id, number),
+        )
+        return [OldReason(*row) for row in rows]
+
+    async def modlog_channel(self, guild_id: int) -> int | None:
+        rows = await self._conn.execute_fetchall(
+            "SELECT channel_id FROM modlog_channels WHERE guild_id = ?", (guild_id,)
+        )
+        return rows[0][0] if rows else None
+
+    async def set_modlog_channel(self, guild_id: int, channel_id: int | None) -> None:
+        async with self.transaction() as conn:
+            if channel_id is None:
+                await conn.execute("DELETE FROM modlog_channels WHERE guild_id = ?", (guild_id,))
+            else:
+                await conn.execute(
+                    "INSERT INTO modlog_channels (guild_id, channel_id) VALUES (?, ?) "
+                    "ON CONFLICT (guild_id) DO UPDATE SET channel_id = excluded.channel_id",
+                    (guild_id, channel_id),
+                )
 
 
 def _json_rows(rows: Iterable[tuple], chunk: int = 500) -> str:

@@ -14,6 +14,7 @@ import pytest
 
 from db import Database
 from tests.fake_discord import (
+    BAN_MEMBERS,
     KICK_MEMBERS,
     MANAGE_GUILD,
     MANAGE_MESSAGES,
@@ -66,7 +67,11 @@ async def world() -> AsyncIterator[World]:
     fake = FakeDiscord()
     owner = fake.add_user("owner")
     guild = fake.add_guild("Tally Test Server", owner=owner)
-    mod_role = fake.add_role(guild, "Moderators", MANAGE_GUILD | MANAGE_MESSAGES | KICK_MEMBERS, position=2)
+    mod_role = fake.add_role(
+        guild, "Moderators", MANAGE_GUILD | MANAGE_MESSAGES | KICK_MEMBERS | BAN_MEMBERS, position=2
+    )
+    bot_role = fake.add_role(guild, "Tally", KICK_MEMBERS | BAN_MEMBERS, position=5)  # the invite's managed role
+    guild.members[fake.bot_user.id].roles.append(bot_role.id)
     general = fake.add_channel(guild, "general")
     alice = fake.add_member(guild, "alice")
     bob = fake.add_member(guild, "bob")

@@ -29,6 +29,7 @@ import itertools
 import json
 import re
 import time
+import urllib.parse
 import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -206,6 +207,7 @@ class Guild:
     roles: dict[int, Role] = field(default_factory=dict)
     channels: dict[int, Channel] = field(default_factory=dict)
     members: dict[int, Member] = field(default_factory=dict)
+    bans: set[int] = field(default_factory=set)
 
     @property
     def everyone(self) -> Role:
@@ -258,6 +260,9 @@ class Guild:
             "guild_scheduled_events": [],
             "soundboard_sounds": [],
         }
+
+    def top_position(self, member: Member) -> int:
+        return max((self.roles[r].position for r in member.roles), default=0)
 
     def base_permissions(self, member: Member) -> int:
         if member.user.id == self.owner_id:
@@ -389,6 +394,7 @@ class FakeDiscord:
         self.requests: list[tuple[str, str, Any]] = []
         self.unknown_routes: list[str] = []
         self.posts: list[Post] = []
+        self.audit_log: list[dict[str, Any]] = []  # kicks and bans, with their X-Audit-Log-Reason
         self.identifies: list[dict[str, Any]] = []
         self.compressions: list[str | None] = []  # per gateway connection, as the client asked
         self.resumes = 0
@@ -714,14 +720,15 @@ class FakeDiscord:
         self.requests.append((request.method, path, body))
         if request.headers.get("Authorization") != f"Bot {self.token}":
             return error_response(401, 0, "401: Unauthorized")
-        response = await self._route(request.method, path, body)
+        reason = request.headers.get("X-Audit-Log-Reason")
+        response = await self._route(request.method, path, body, urllib.parse.unquote(reason) if reason else None)
         if response is None:
             self.unknown_routes.append(f"{request.method} {path}")
             response = error_response(404, 0, "404: Not Found")
         await self._notify()
         return response
 
-    async def _route(self, method: str, path: str, body: Any) -> web.Response | None:
+    async def _route(self, method: str, path: str, body: Any, audit_reason: str | None = None) -> web.Response | None:
         parts = path.strip("/").split("/")
         if method == "GET" and path == "/users/@me":
             return json_response(self.bot_user.payload() | {"verified": True, "mfa_enabled": False, "flags": 0})
@@ -734,6 +741,12 @@ class FakeDiscord:
             return json_response(self._dm_channel(user).payload())
         if method == "POST" and len(parts) == 3 and parts[0] == "channels" and parts[2] == "messages":
             return await self._post_message(int(parts[1]), body or {})
+        if method == "GET" and len(parts) == 2 and parts[0] == "users" and parts[1].isdigit():
+            user = self.users.get(int(parts[1]))
+            return json_response(user.payload()) if user else error_response(404, 10013, "Unknown User")
+        if method in ("DELETE", "PUT") and len(parts) == 4 and parts[0] == "guilds" and parts[2] in ("members", "bans"):
+            action = "kick" if method == "DELETE" and parts[2] == "members" else "ban"
+            return await self._remove(action, int(parts[1]), int(parts[3]), audit_reason)
         if method == "GET" and len(parts) == 4 and parts[0] == "guilds" and parts[2] == "members":
             guild = self.guilds.get(int(parts[1]))
             member = guild.members.get(int(parts[3])) if guild else None
@@ -741,6 +754,27 @@ class FakeDiscord:
                 return error_response(404, 10007, "Unknown Member")
             return json_response(member.payload())
         return None
+
+    async def _remove(self, action: str, guild_id: int, user_id: int, reason: str | None) -> web.Response:
+        """Kick or ban, with Discord's checks: the permission, and a bot role above the target's."""
+        guild = self.guilds.get(guild_id)
+        if guild is None:
+            return error_response(404, 10004, "Unknown Guild")
+        member = guild.members.get(user_id)
+        if member is None and action == "kick":
+            return error_response(404, 10007, "Unknown Member")
+        me = guild.members[self.bot_user.id]
+        needed = KICK_MEMBERS if action == "kick" else BAN_MEMBERS
+        if not guild.base_permissions(me) & needed:
+            return error_response(403, 50013, "Missing Permissions")
+        if member is not None and (user_id == guild.owner_id or guild.top_position(member) >= guild.top_position(me)):
+            return error_response(403, 50013, "Missing Permissions")
+        self.audit_log.append({"guild_id": guild_id, "action": action, "target_id": user_id, "reason": reason})
+        if action == "ban":
+            guild.bans.add(user_id)
+        if member is not None:
+            await self.remove_member(guild, member.user)
+        return web.Response(status=204)
 
     def _application(self) -> dict[str, Any]:
         return {

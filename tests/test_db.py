@@ -93,28 +93,33 @@ async def test_a_damaged_schema_is_refused_naming_what_is_missing(tmp_path):
         await Database.open(path)
 
 
-V2_SCHEMA = SCHEMA_PATH.read_text().replace(
-    "PRAGMA user_version = 1;", "ALTER TABLE members ADD COLUMN note TEXT;\nPRAGMA user_version = 2;"
+# A made-up next version, to exercise the upgrade machinery itself.
+NEXT = SCHEMA_VERSION + 1
+NEXT_SCHEMA = SCHEMA_PATH.read_text().replace(
+    f"PRAGMA user_version = {SCHEMA_VERSION};",
+    f"ALTER TABLE members ADD COLUMN note TEXT;\nPRAGMA user_version = {NEXT};",
 )
-V2_MIGRATIONS = {1: "BEGIN; ALTER TABLE members ADD COLUMN note TEXT; PRAGMA user_version = 2; COMMIT;"}
+NEXT_MIGRATIONS = {
+    SCHEMA_VERSION: f"BEGIN; ALTER TABLE members ADD COLUMN note TEXT; PRAGMA user_version = {NEXT}; COMMIT;"
+}
 
 
 async def test_an_older_file_is_backed_up_then_upgraded_keeping_its_data(tmp_path):
     path = tmp_path / "tally.db"
-    db = await Database.open(path)  # a version-1 file, as the foundation writes it
+    db = await Database.open(path)  # a file of the current version
     await db.add_xp([XpGain(GUILD, 42, 150, "alice", 0)])
     await db.close()
-    schema = tmp_path / "schema_v2.sql"
-    schema.write_text(V2_SCHEMA)
+    schema = tmp_path / "schema_next.sql"
+    schema.write_text(NEXT_SCHEMA)
 
-    db = await Database.open(path, schema_path=schema, schema_version=2, migrations=V2_MIGRATIONS)
+    db = await Database.open(path, schema_path=schema, schema_version=NEXT, migrations=NEXT_MIGRATIONS)
     assert await db.member_xp(GUILD, 42) == 150
     await db.close()
 
-    assert user_version(path) == 2
-    backups = list(tmp_path.glob("tally.db.v1-*.bak"))
+    assert user_version(path) == NEXT
+    backups = list(tmp_path.glob(f"tally.db.v{SCHEMA_VERSION}-*.bak"))
     assert len(backups) == 1
-    assert user_version(backups[0]) == 1
+    assert user_version(backups[0]) == SCHEMA_VERSION
     conn = sqlite3.connect(backups[0])
     assert conn.execute("SELECT xp FROM members").fetchall() == [(150,)]
     conn.close()
@@ -124,12 +129,14 @@ async def test_a_failing_migration_rolls_back_to_the_old_version(tmp_path):
     path = tmp_path / "tally.db"
     db = await Database.open(path)
     await db.close()
-    schema = tmp_path / "schema_v2.sql"
-    schema.write_text(V2_SCHEMA)
-    broken = {1: "BEGIN; ALTER TABLE members ADD COLUMN note TEXT; PRAGMA user_version = 2; NOT SQL; COMMIT;"}
+    schema = tmp_path / "schema_next.sql"
+    schema.write_text(NEXT_SCHEMA)
+    broken = {
+        SCHEMA_VERSION: f"BEGIN; ALTER TABLE members ADD COLUMN note TEXT; PRAGMA user_version = {NEXT}; NOT SQL; COMMIT;"
+    }
     with pytest.raises(sqlite3.OperationalError):
-        await Database.open(path, schema_path=schema, schema_version=2, migrations=broken)
-    assert user_version(path) == 1
+        await Database.open(path, schema_path=schema, schema_version=NEXT, migrations=broken)
+    assert user_version(path) == SCHEMA_VERSION
     conn = sqlite3.connect(path)
     columns = {row[1] for row in conn.execute("PRAGMA table_info(members)")}
     conn.close()
@@ -140,11 +147,11 @@ async def test_an_older_file_without_an_upgrade_path_is_refused(tmp_path):
     path = tmp_path / "tally.db"
     db = await Database.open(path)
     await db.close()
-    schema = tmp_path / "schema_v2.sql"
-    schema.write_text(V2_SCHEMA)
-    with pytest.raises(DatabaseRefused, match="no upgrade from version 1"):
-        await Database.open(path, schema_path=schema, schema_version=2, migrations={})
-    assert user_version(path) == 1
+    schema = tmp_path / "schema_next.sql"
+    schema.write_text(NEXT_SCHEMA)
+    with pytest.raises(DatabaseRefused, match=f"no upgrade from version {SCHEMA_VERSION}"):
+        await Database.open(path, schema_path=schema, schema_version=NEXT, migrations={})
+    assert user_version(path) == SCHEMA_VERSION
 
 
 async def test_prefix_is_set_replaced_and_reset_per_guild(db):
@@ -196,3 +203,22 @@ async def test_a_failed_transaction_rolls_back_everything_in_it(db):
             await conn.execute("INSERT INTO guild_settings (guild_id, prefix) VALUES (?, ?)", (GUILD, "?"))
             raise RuntimeError("boom")
     assert await db.prefixes() == {}
+
+
+async def test_a_foundation_database_is_upgraded_to_coins_and_cases_keeping_everything(tmp_path):
+    """The real migration, on a file made by the previous version's schema (tests/data/schema_v1.sql)."""
+    path = tmp_path / "tally.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executescript((Path(__file__).parent / "data" / "schema_v1.sql").read_text())
+    conn.execute("INSERT INTO members VALUES (?, ?, ?, ?, ?)", (GUILD, 42, 250, "alice", 1700000000))
+    conn.execute("INSERT INTO guild_settings VALUES (?, ?)", (GUILD, "?"))
+    conn.close()
+    assert user_version(path) == 1
+
+    db = await Database.open(path)
+    assert await db.member_xp(GUILD, 42) == 250
+    assert await db.prefixes() == {GUILD: "?"}
+    assert await db.balance(GUILD, 42) == 0
+    await db.close()
+    assert user_version(path) == 2
+    assert len(list(tmp_path.glob("tally.db.v1-*.bak"))) == 1

@@ -1,0 +1,40 @@
+"""What every cog needs to talk to members safely: escaping, sending, parameters."""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+from discord.ext import commands
+
+log = logging.getLogger("tally")
+
+
+def plain(text: str) -> str:
+    """A name or argument made safe to show: no markdown, no mentions."""
+    return discord.utils.escape_mentions(discord.utils.escape_markdown(text))
+
+
+# "[member]" in help rather than "[member=<you>]"
+YOU = commands.parameter(default=lambda ctx: ctx.author, displayed_default="")
+
+
+def log_cannot_post(channel: discord.abc.Messageable) -> None:
+    guild = getattr(channel, "guild", None)
+    log.warning(
+        "cannot post in channel %s: missing permission (guild %s)",
+        getattr(channel, "id", None),
+        getattr(guild, "id", None),
+    )
+
+
+async def safe_send(channel: discord.abc.Messageable, content: str | None = None, **kwargs) -> bool:
+    """Send, logging (not raising) when Discord refuses. Returns whether it was sent."""
+    try:
+        await channel.send(content, **kwargs)
+        return True
+    except discord.Forbidden:
+        log_cannot_post(channel)
+    except discord.HTTPException as exc:
+        log.warning("posting in channel %s failed: HTTP %s", getattr(channel, "id", None), exc.status)
+    return False

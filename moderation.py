@@ -1,0 +1,194 @@
+"""The moderation log: warn, kick and ban with numbered cases, history and corrections.
+
+A discord.py extension: ``bot.py`` loads it. Every action checks the
+moderator's and the bot's permissions and the role hierarchy first and
+explains a refusal in one line; every case gets the guild's next number, is
+stored (db.py), and is also posted to the guild's mod log channel if it has one.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import discord
+from discord.ext import commands
+
+from chat import plain, safe_send
+from db import Case
+
+log = logging.getLogger("tally")
+
+PAGE_SIZE = 10
+MAX_REASON = 500  # Discord's audit log takes 512 characters
+COLOUR = discord.Colour.red()
+VERBS = {"warn": ("warn", "warned"), "kick": ("kick", "kicked"), "ban": ("ban", "banned")}
+
+
+def refusal(ctx: commands.Context, target: discord.Member, action: str) -> str | None:
+    """Why ``ctx.author`` may not ``action`` ``target``, or None when they may."""
+    verb, done = VERBS[action]
+    name = plain(target.display_name)
+    if target == ctx.author:
+        return f"You can't {verb} yourself."
+    if target.id == ctx.guild.owner_id:
+        return f"The server owner can't be {done}."
+    if target.id == ctx.guild.me.id:
+        return f"I won't {verb} myself."
+    if ctx.author.id != ctx.guild.owner_id and target.top_role >= ctx.author.top_role:
+        return f"{name}'s top role is not below yours, so you can't {verb} them."
+    if action != "warn" and target.top_role >= ctx.guild.me.top_role:
+        return f"My top role is not above {name}'s, so I can't {verb} them. Move my role higher."
+    return None
+
+
+def moderator_name(guild: discord.Guild, user_id: int) -> str:
+    member = guild.get_member(user_id)
+    return plain(member.display_name) if member else "unknown (left the server)"
+
+
+def case_embed(guild: discord.Guild, case: Case) -> discord.Embed:
+    embed = discord.Embed(title=f"Case #{case.number} · {case.action}", colour=COLOUR)
+    embed.add_field(name="Member", value=f"{plain(case.target_name)} (<@{case.target_id}>)")
+    embed.add_field(name="Moderator", value=moderator_name(guild, case.moderator_id))
+    embed.add_field(name="Reason", value=plain(case.reason) if case.reason else "no reason given", inline=False)
+    embed.add_field(name="Date", value=f"<t:{case.created_at}:f>")
+    return embed
+
+
+class Moderation(commands.Cog):
+    """A moderation log moderators can trust."""
+
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+        self.db = bot.db
+
+    async def _record(self, ctx: commands.Context, action: str, target: discord.Member, reason: str | None) -> Case:
+        case = await self.db.open_case(
+            ctx.guild.id, action, target.id, target.display_name, ctx.author.id, reason[:MAX_REASON] if reason else None
+        )
+        channel_id = await self.db.modlog_channel(ctx.guild.id)
+        channel = ctx.guild.get_channel(channel_id) if channel_id else None
+        if channel is not None:
+            await safe_send(channel, embed=case_embed(ctx.guild, case))
+        return case
+
+    @commands.command()
+    @commands.guild_only()
+    @commands.has_guild_permissions(manage_messages=True)
+    async def warn(self, ctx: commands.Context, member: discord.Member, *, reason: str | None = None) -> None:
+        """Warn a member: records a case and tells them by DM (Manage Messages)."""
+        if problem := refusal(ctx, member, "warn"):
+            await ctx.send(problem)
+            return
+        case = await self._record(ctx, "warn", member, reason)
+        try:
+            await member.send(f"You were warned in {ctx.guild.name}: {case.reason or 'no reason given'}")
+            told = ""
+        except discord.HTTPException:
+            told = " (I couldn't DM them: their DMs are closed.)"
+        await ctx.send(f"Case #{case.number}: warned {plain(member.display_name)}.{told}")
+
+    @commands.command()
+    @commands.guild_only()
+    @commands.has_guild_permissions(kick_members=True)
+    @commands.bot_has_guild_permissions(kick_members=True)
+    async def kick(self, ctx: commands.Context, member: discord.Member, *, reason: str | None = None) -> None:
+        """Kick a member, with the reason in the audit log (Kick Members)."""
+        if problem := refusal(ctx, member, "kick"):
+            await ctx.send(problem)
+            return
+        await member.kick(reason=_audit(ctx, reason))
+        case = await self._record(ctx, "kick", member, reason)
+        await ctx.send(f"Case #{case.number}: kicked {plain(member.display_name)}.")
+
+    @commands.command()
+    @commands.guild_only()
+    @commands.has_guild_permissions(ban_members=True)
+    @commands.bot_has_guild_permissions(ban_members=True)
+    async def ban(self, ctx: commands.Context, member: discord.Member, *, reason: str | None = None) -> None:
+        """Ban a member, with the reason in the audit log (Ban Members)."""
+        if problem := refusal(ctx, member, "ban"):
+            await ctx.send(problem)
+            return
+        await member.ban(reason=_audit(ctx, reason), delete_message_seconds=0)
+        case = await self._record(ctx, "ban", member, reason)
+        await ctx.send(f"Case #{case.number}: banned {plain(member.display_name)}.")
+
+    @commands.command()
+    @commands.guild_only()
+    @commands.has_guild_permissions(manage_messages=True)
+    async def modlog(
+        self, ctx: commands.Context, user: discord.Member | discord.User, page: commands.Range[int, 1] = 1
+    ) -> None:
+        """Show a member's cases, newest first, 10 a page (Manage Messages)."""
+        total, cases = await self.db.cases_of(ctx.guild.id, user.id, (page - 1) * PAGE_SIZE, PAGE_SIZE)
+        if not total:
+            await ctx.send(f"{plain(user.display_name)} has a clean record here.")
+            return
+        pages = -(-total // PAGE_SIZE)
+        if not cases:
+            await ctx.send(f"There {'is only 1 page' if pages == 1 else f'are only {pages} pages'} of cases.")
+            return
+        lines = [
+            f"**#{c.number}** {c.action} · by {moderator_name(ctx.guild, c.moderator_id)} · <t:{c.created_at}:d>\n"
+            f"{plain(c.reason)[:200] if c.reason else 'no reason given'}"
+            for c in cases
+        ]
+        embed = discord.Embed(title=f"Mod log: {user.display_name}", description="\n".join(lines), colour=COLOUR)
+        embed.set_footer(text=f"Page {page} of {pages} · {total} case{'s' if total != 1 else ''}")
+        await ctx.send(embed=embed)
+
+    @commands.command(name="case")
+    @commands.guild_only()
+    @commands.has_guild_permissions(manage_messages=True)
+    async def case_(self, ctx: commands.Context, number: commands.Range[int, 1]) -> None:
+        """Show one case and its earlier reasons (Manage Messages)."""
+        case = await self.db.case(ctx.guild.id, number)
+        if case is None:
+            await ctx.send(f"There is no case #{number} in this server.")
+            return
+        embed = case_embed(ctx.guild, case)
+        history = await self.db.reason_history(ctx.guild.id, number)
+        if history:
+            embed.add_field(
+                name="Earlier reasons",
+                value="\n".join(
+                    f"<t:{old.replaced_at}:d> {plain(old.reason)[:150] if old.reason else 'no reason given'}"
+                    for old in history
+                ),
+                inline=False,
+            )
+        await ctx.send(embed=embed)
+
+    @commands.command()
+    @commands.guild_only()
+    @commands.has_guild_permissions(manage_messages=True)
+    async def reason(self, ctx: commands.Context, number: commands.Range[int, 1], *, text: str) -> None:
+        """Correct a case's reason; the earlier one is kept (Manage Messages)."""
+        case = await self.db.correct_reason(ctx.guild.id, number, text[:MAX_REASON], ctx.author.id)
+        if case is None:
+            await ctx.send(f"There is no case #{number} in this server.")
+            return
+        await ctx.send(f"Case #{number}'s reason is now: {plain(case.reason)}")
+
+    @commands.command()
+    @commands.guild_only()
+    @commands.has_guild_permissions(manage_guild=True)
+    async def modlogchannel(self, ctx: commands.Context, channel: discord.TextChannel | Literal["off"]) -> None:
+        """Post every new case in a channel, or `off` (Manage Server)."""
+        if channel == "off":
+            await self.db.set_modlog_channel(ctx.guild.id, None)
+            await ctx.send("New cases will no longer be posted in a channel.")
+            return
+        await self.db.set_modlog_channel(ctx.guild.id, channel.id)
+        await ctx.send(f"New cases will be posted in {channel.mention}.")
+
+
+def _audit(ctx: commands.Context, reason: str | None) -> str:
+    """The audit log entry: who did it through Tally, and why."""
+    return f"{ctx.author} ({ctx.author.id}): {reason or 'no reason given'}"[:512]
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(Moderation(bot))

@@ -1,0 +1,129 @@
+"""Coins and cases in db.py, against real SQLite files: atomic, never overdrawn, fully ledgered."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+
+import pytest
+
+from db import Database, InsufficientCoins
+
+GUILD = 333333333333333333
+
+
+async def ledger_explains_every_balance(db: Database, guild_id: int = GUILD) -> None:
+    rows = await db._conn.execute_fetchall(
+        "SELECT w.user_id, w.coins, "
+        "COALESCE((SELECT SUM(amount) FROM ledger WHERE guild_id = w.guild_id AND to_id = w.user_id), 0) - "
+        "COALESCE((SELECT SUM(amount) FROM ledger WHERE guild_id = w.guild_id AND from_id = w.user_id), 0) "
+        "FROM wallets w WHERE w.guild_id = ?",
+        (guild_id,),
+    )
+    for user_id, coins, explained in rows:
+        assert coins == explained, f"member {user_id}: balance {coins}, ledger says {explained}"
+
+
+async def test_transfer_moves_coins_and_writes_one_ledger_row(db):
+    await db.grant(GUILD, 1, "alice", 100, "give", 99)
+    assert await db.transfer(GUILD, 1, 2, 30, from_name="alice", to_name="bob") == (70, 30)
+    moves = await db.movements(GUILD, 2)
+    assert [(m.from_id, m.to_id, m.amount, m.kind) for m in moves] == [(1, 2, 30, "transfer")]
+    await ledger_explains_every_balance(db)
+
+
+async def test_a_transfer_the_balance_cannot_cover_changes_nothing(db):
+    await db.grant(GUILD, 1, "alice", 10, "give", 99)
+    with pytest.raises(InsufficientCoins) as short:
+        await db.transfer(GUILD, 1, 2, 11, from_name="alice", to_name="bob")
+    assert short.value.balance == 10
+    assert (await db.balance(GUILD, 1), await db.balance(GUILD, 2)) == (10, 0)
+    assert len(await db.movements(GUILD, 1)) == 1  # only the grant
+
+
+async def test_self_transfers_and_non_positive_amounts_are_refused(db):
+    with pytest.raises(ValueError):
+        await db.transfer(GUILD, 1, 1, 5, from_name="a", to_name="a")
+    with pytest.raises(ValueError):
+        await db.transfer(GUILD, 1, 2, 0, from_name="a", to_name="b")
+
+
+async def test_the_schema_refuses_a_negative_balance_as_a_backstop(db):
+    await db.grant(GUILD, 1, "alice", 5, "give", 99)
+    with pytest.raises(sqlite3.IntegrityError):
+        async with db.transaction() as conn:
+            await conn.execute("UPDATE wallets SET coins = coins - 6 WHERE guild_id = ? AND user_id = 1", (GUILD,))
+    assert await db.balance(GUILD, 1) == 5
+
+
+async def test_daily_is_claimed_once_per_day_and_remembers_when(tmp_path):
+    path = tmp_path / "tally.db"
+    db = await Database.open(path)
+    first = await db.claim_daily(GUILD, 1, "alice", 100, now=1_000_000)
+    assert first == (True, 100, 1_000_000 + 86400)
+    again = await db.claim_daily(GUILD, 1, "alice", 100, now=1_000_000 + 3600)
+    assert again == (False, 100, 1_000_000 + 86400)
+    await db.close()
+    db = await Database.open(path)  # a restart does not reset it
+    assert (await db.claim_daily(GUILD, 1, "alice", 100, now=1_000_000 + 86399)).claimed is False
+    assert (await db.claim_daily(GUILD, 1, "alice", 100, now=1_000_000 + 86400)).balance == 200
+    await ledger_explains_every_balance(db)
+    await db.close()
+
+
+async def test_take_never_goes_below_zero_and_set_ledgers_the_difference(db):
+    await db.grant(GUILD, 1, "alice", 50, "give", 99)
+    assert await db.take(GUILD, 1, 80, 99, "cleanup") == (50, 0)
+    assert await db.take(GUILD, 1, 10, 99) == (0, 0)
+    assert await db.set_balance(GUILD, 1, "alice", 500, 99) == 0
+    assert await db.set_balance(GUILD, 1, "alice", 120, 99) == 500
+    assert await db.balance(GUILD, 1) == 120
+    kinds = [(m.kind, m.amount, m.from_id, m.to_id) for m in await db.movements(GUILD, 1)]
+    assert kinds == [("set", 380, 1, None), ("set", 500, None, 1), ("take", 50, 1, None), ("give", 50, None, 1)]
+    await ledger_explains_every_balance(db)
+
+
+async def test_hundreds_of_concurrent_transfers_never_overdraw_and_conserve_coins(tmp_path):
+    path = tmp_path / "tally.db"
+    db = await Database.open(path)
+    other = await Database.open(path)  # a second connection, as a second process would have
+    members = list(range(1, 7))
+    for member in members:
+        await db.grant(GUILD, member, f"m{member}", 100, "give", 99)
+    rng = random.Random(4)
+
+    async def one(conn: Database) -> bool:
+        sender, receiver = rng.sample(members, 2)
+        try:
+            await conn.transfer(GUILD, sender, receiver, rng.randrange(1, 80), from_name="s", to_name="r")
+            return True
+        except InsufficientCoins:
+            return False
+
+    results = await asyncio.gather(*(one(db if i % 2 else other) for i in range(400)))
+    assert any(results) and not all(results)  # some went through, some were refused
+    balances = [await db.balance(GUILD, m) for m in members]
+    assert min(balances) >= 0
+    assert sum(balances) == 600
+    await ledger_explains_every_balance(db)
+    await db.close()
+    await other.close()
+
+
+async def test_cases_are_numbered_per_guild_and_corrections_keep_the_old_reason(db):
+    first = await db.open_case(GUILD, "warn", 5, "eve", 9, "spam")
+    second = await db.open_case(GUILD, "kick", 5, "eve", 9, None)
+    elsewhere = await db.open_case(GUILD + 1, "ban", 5, "eve", 9, "raid")
+    assert (first.number, second.number, elsewhere.number) == (1, 2, 1)
+    corrected = await db.correct_reason(GUILD, 1, "spam in #general", 8)
+    assert corrected.reason == "spam in #general"
+    assert [(h.reason, h.moderator_id) for h in await db.reason_history(GUILD, 1)] == [("spam", 8)]
+    assert await db.correct_reason(GUILD, 99, "nothing", 8) is None
+    total, page = await db.cases_of(GUILD, 5, 0, 10)
+    assert total == 2 and [c.number for c in page] == [2, 1]
+
+
+async def test_concurrent_cases_get_distinct_numbers(db):
+    cases = await asyncio.gather(*(db.open_case(GUILD, "warn", 5, "eve", 9, str(i)) for i in range(50)))
+    assert sorted(c.number for c in cases) == list(range(1, 51))
