@@ -125,6 +125,7 @@ class Economy(commands.Cog):
         )
 
     @coins.command(name="give")
+    @commands.has_guild_permissions(manage_guild=True)  # a group's checks do not cover its subcommands
     async def coins_give(
         self, ctx: commands.Context, member: discord.Member, amount: Amount, *, reason: str | None = None
     ) -> None:
@@ -138,6 +139,7 @@ class Economy(commands.Cog):
         await ctx.send(f"Gave {plain(member.display_name)} {coin_text(amount)}; they now have {coin_text(balance)}.")
 
     @coins.command(name="take")
+    @commands.has_guild_permissions(manage_guild=True)  # a group's checks do not cover its subcommands
     async def coins_take(
         self, ctx: commands.Context, member: discord.Member, amount: Amount, *, reason: str | None = None
     ) -> None:
@@ -148,6 +150,7 @@ class Economy(commands.Cog):
         )
 
     @coins.command(name="set")
+    @commands.has_guild_permissions(manage_guild=True)  # a group's checks do not cover its subcommands
     async def coins_set(
         self,
         ctx: commands.Context,
@@ -166,6 +169,7 @@ class Economy(commands.Cog):
         await ctx.send(f"Set {plain(member.display_name)}'s coins from {old:,} to {amount:,}.")
 
     @coins.command(name="history")
+    @commands.has_guild_permissions(manage_guild=True)  # a group's checks do not cover its subcommands
     async def coins_history(self, ctx: commands.Context, *, member: discord.Member) -> None:
         """Show a member's latest coin movements, newest first."""
         rows = await self.db.movements(ctx.guild.id, member.id)

@@ -56,10 +56,11 @@ class World:
         await self.fake.say(channel or self.general, author, content)
 
     async def ask(self, author: User, content: str, channel: Channel | None = None, timeout: float = 10.0) -> Post:
-        """Say something and return the bot's next post."""
+        """Say something and return the bot's next post in the same channel."""
+        channel = channel or self.general
         count = len(self.fake.posts)
         await self.say(author, content, channel)
-        return await self.fake.wait_for_post(after=count, timeout=timeout)
+        return await self.fake.wait_for_post(after=count, timeout=timeout, channel_id=channel.id)
 
 
 @pytest.fixture
