@@ -57,7 +57,8 @@ class Tally(commands.Bot):
             command_prefix=None,  # see get_prefix
             intents=intents,
             allowed_mentions=discord.AllowedMentions.none(),  # opt in per message where a ping is the point
-            help_command=TallyHelp(command_attrs={"help": "List every command, or explain one."}),
+            # every command is listed, also to members who cannot run it: the summary names the permission
+            help_command=TallyHelp(verify_checks=False, command_attrs={"help": "List every command, or explain one."}),
             case_insensitive=True,
             chunk_guilds_at_startup=False,  # members are fetched on demand, start-up stays fast
             max_messages=None,  # no message cache: Tally never looks back at old messages
@@ -328,6 +329,12 @@ class TallyHelp(commands.HelpCommand):
         if command.aliases:
             text += f" (also: {', '.join(command.aliases)})"
         await self.get_destination().send(f"{text}\n{command.help or ''}")
+
+    async def send_group_help(self, group: commands.Group) -> None:
+        prefix = self.context.clean_prefix
+        lines = [f"{invocation(prefix, group)}: {group.short_doc}"]
+        lines += [f"{invocation(prefix, command)}: {command.short_doc}" for command in group.commands]
+        await self.get_destination().send("\n".join(lines))
 
     async def command_not_found(self, string: str) -> str:
         return f"No command called {plain(string)[:50]}."

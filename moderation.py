@@ -119,9 +119,10 @@ class Moderation(commands.Cog):
     @commands.guild_only()
     @commands.has_guild_permissions(manage_messages=True)
     async def modlog(
-        self, ctx: commands.Context, user: discord.Member | discord.User, page: commands.Range[int, 1] = 1
+        self, ctx: commands.Context, member: discord.Member | discord.User, page: commands.Range[int, 1] = 1
     ) -> None:
         """Show a member's cases, newest first, 10 a page (Manage Messages)."""
+        user = member  # may have left: then a user found by mention or ID
         total, cases = await self.db.cases_of(ctx.guild.id, user.id, (page - 1) * PAGE_SIZE, PAGE_SIZE)
         if not total:
             await ctx.send(f"{plain(user.display_name)} has a clean record here.")
