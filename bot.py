@@ -21,7 +21,7 @@ from discord.ext import commands
 from dotenv import load_dotenv
 
 import levels
-from chat import YOU, log_cannot_post, plain, safe_send
+from chat import YOU, plain, safe_send
 from config import ConfigError, Settings, load_settings, prefix_problem
 from db import Database, DatabaseRefused
 from xp import XpTracker
@@ -161,7 +161,11 @@ class Tally(commands.Bot):
         if reply is None:
             original = getattr(error, "original", error)
             if isinstance(original, discord.Forbidden):
-                log_cannot_post(ctx.channel)
+                # Discord refused something (a reply, a kick): say so if we can post here at all;
+                # when posting is what failed, safe_send logs the channel.
+                await safe_send(
+                    ctx.channel, "Discord refused that: I'm missing a permission here, or my role is too low."
+                )
                 return
             log.error(
                 "command %s failed in guild %s channel %s for user %s",

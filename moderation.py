@@ -95,12 +95,7 @@ class Moderation(commands.Cog):
     @commands.bot_has_guild_permissions(kick_members=True)
     async def kick(self, ctx: commands.Context, member: discord.Member, *, reason: str | None = None) -> None:
         """Kick a member, with the reason in the audit log (Kick Members)."""
-        if problem := refusal(ctx, member, "kick"):
-            await ctx.send(problem)
-            return
-        await member.kick(reason=_audit(ctx, reason))
-        case = await self._record(ctx, "kick", member, reason)
-        await ctx.send(f"Case #{case.number}: kicked {plain(member.display_name)}.")
+        await self._remove(ctx, member, reason, "kick")
 
     @commands.command()
     @commands.guild_only()
@@ -108,12 +103,19 @@ class Moderation(commands.Cog):
     @commands.bot_has_guild_permissions(ban_members=True)
     async def ban(self, ctx: commands.Context, member: discord.Member, *, reason: str | None = None) -> None:
         """Ban a member, with the reason in the audit log (Ban Members)."""
-        if problem := refusal(ctx, member, "ban"):
+        await self._remove(ctx, member, reason, "ban")
+
+    async def _remove(self, ctx: commands.Context, member: discord.Member, reason: str | None, action: str) -> None:
+        """Kick or ban once every check passed, then record the case."""
+        if problem := refusal(ctx, member, action):
             await ctx.send(problem)
             return
-        await member.ban(reason=_audit(ctx, reason), delete_message_seconds=0)
-        case = await self._record(ctx, "ban", member, reason)
-        await ctx.send(f"Case #{case.number}: banned {plain(member.display_name)}.")
+        if action == "kick":
+            await member.kick(reason=_audit(ctx, reason))
+        else:
+            await member.ban(reason=_audit(ctx, reason), delete_message_seconds=0)  # keep their messages
+        case = await self._record(ctx, action, member, reason)
+        await ctx.send(f"Case #{case.number}: {VERBS[action][1]} {plain(member.display_name)}.")
 
     @commands.command()
     @commands.guild_only()

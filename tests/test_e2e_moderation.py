@@ -146,3 +146,16 @@ async def test_new_cases_are_posted_in_the_mod_log_channel_until_turned_off(worl
     assert post.content == "New cases will no longer be posted in a channel."
     await world.ask(world.mod, "!warn bob again")
     assert [p for p in world.fake.posts if p.channel_id == modlog.id] == [logged]
+
+
+async def test_when_discord_refuses_an_action_the_moderator_is_told(world, tally):
+    fake = world.fake
+    await tally()
+    # Discord's view differs from the bot's cache: the target gained a high role the bot never heard of.
+    high = fake.add_role(world.guild, "Secret", 0, position=9)
+    world.guild.members[world.bob.id].roles.append(high.id)
+    post = await world.ask(world.mod, "!kick bob")
+    assert post.content == "Discord refused that: I'm missing a permission here, or my role is too low."
+    assert fake.audit_log == [] and world.bob.id in world.guild.members
+    post = await world.ask(world.mod, "!modlog bob")
+    assert post.content == "bob has a clean record here."  # no case for an action that did not happen
