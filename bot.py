@@ -252,7 +252,7 @@ class Leveling(commands.Cog):
         )
         await ctx.send(embed=embed)
 
-    @commands.command(aliases=["lb", "top"])
+    @commands.group(aliases=["lb", "top"], invoke_without_command=True)
     @commands.guild_only()
     @commands.cooldown(3, 10, commands.BucketType.member)  # a page is big: no spamming the channel with them
     async def leaderboard(self, ctx: commands.Context[Tally], page: commands.Range[int, 1] = 1) -> None:
@@ -275,6 +275,13 @@ class Leveling(commands.Cog):
         embed = discord.Embed(title=f"Leaderboard: {ctx.guild.name}", description="\n".join(lines), colour=EMBED_COLOUR)
         embed.set_footer(text=f"Page {page:,} of {pages:,} · {len(board):,} members · {TIE_RULE}")
         await ctx.send(embed=embed)
+
+    @leaderboard.command(name="coins")
+    @commands.guild_only()
+    @commands.cooldown(3, 10, commands.BucketType.member)
+    async def leaderboard_coins(self, ctx: commands.Context[Tally], page: commands.Range[int, 1] = 1) -> None:
+        """Show the members with the most coins (the same as `richest`)."""
+        await ctx.invoke(self.bot.get_command("richest"), page=page)
 
     async def _names(self, guild: discord.Guild, user_ids: list[int]) -> dict[int, str]:
         """Current display names, else the last name Tally saw (members who left)."""
@@ -328,17 +335,20 @@ class TallyHelp(commands.HelpCommand):
         await self.get_destination().send("\n".join(lines))
 
     async def send_command_help(self, command: commands.Command) -> None:
-        prefix = self.context.clean_prefix
-        text = invocation(prefix, command)
-        if command.aliases:
-            text += f" (also: {', '.join(command.aliases)})"
-        await self.get_destination().send(f"{text}\n{command.help or ''}")
+        await self.get_destination().send(self._explain(command))
 
     async def send_group_help(self, group: commands.Group) -> None:
         prefix = self.context.clean_prefix
-        lines = [f"{invocation(prefix, group)}: {group.short_doc}"]
+        lines = [self._explain(group)]
         lines += [f"{invocation(prefix, command)}: {command.short_doc}" for command in group.commands]
         await self.get_destination().send("\n".join(lines))
+
+    def _explain(self, command: commands.Command) -> str:
+        """Usage, aliases and the whole help text of one command."""
+        text = invocation(self.context.clean_prefix, command)
+        if command.aliases:
+            text += f" (also: {', '.join(command.aliases)})"
+        return f"{text}\n{command.help or ''}"
 
     async def command_not_found(self, string: str) -> str:
         return f"No command called {plain(string)[:50]}."

@@ -124,6 +124,8 @@ async def test_richest_lists_members_by_coins_including_those_who_left(world, ta
     assert post.embeds[0]["description"] == "**#1** carol · 80 coins\n**#2** alice · 50 coins"
     post = await world.ask(world.bob, "!richest 2")
     assert post.content == "There is only 1 page right now."
+    post = await world.ask(world.alice, "!leaderboard coins")  # the same list, for those who look there
+    assert post.embeds[0]["description"] == "**#1** carol · 80 coins\n**#2** alice · 50 coins"
 
 
 async def test_many_transfers_at_once_through_the_bot_never_overdraw(world, tally, tmp_path):
