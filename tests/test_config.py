@@ -8,7 +8,7 @@ import pytest
 
 from config import ConfigError, load_settings, prefix_problem
 
-TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.secret.token-value-that-must-never-be-printed"
+TOKEN = "test-only.not-a-real-token.secret-value-that-must-never-be-printed"
 
 
 def test_defaults_follow_the_seed_tutorial():

@@ -32,7 +32,7 @@ async def test_settings_are_read_from_dot_env_in_the_working_folder(world, tally
 
 
 async def test_a_rejected_token_exits_with_a_developer_portal_hint_and_no_traceback(world, tally):
-    wrong = "MTIzNDU2Nzg5MDEyMzQ1Njc4.Xyz123.this-token-was-reset-in-the-portal"
+    wrong = "test-only.rejected-token.this-one-was-reset-in-the-portal"
     bot = await tally(wait_ready=False, DISCORD_TOKEN=wrong)
     assert await bot.wait() == 2
     assert "Discord rejected DISCORD_TOKEN: reset the token in the Discord Developer Portal" in bot.log
