@@ -1,7 +1,7 @@
 """Tally: XP, levels and leaderboards for a Discord server.
 
 Run it with ``python bot.py`` (settings come from ``.env``, see ``.env.example``).
-This file holds the leveling bot itself: the XP listener and the ``level``,
+This file holds the leveling bot itself: the XP handler and the ``level``,
 ``leaderboard`` and ``prefix`` commands, the one error handler, and ``main()``,
 which owns the process from settings to shutdown.
 """
@@ -188,16 +188,19 @@ def usage(ctx: commands.Context[Tally]) -> str:
     return f"Usage: {invocation(ctx.clean_prefix, ctx.command)}" if ctx.command else ""
 
 
+def permission_names(permissions: list[str]) -> str:
+    """``["manage_guild"]`` as Discord's own wording: ``Manage Server``."""
+    return ", ".join(p.replace("_", " ").replace("guild", "server").title() for p in permissions)
+
+
 def explain(ctx: commands.Context[Tally], error: commands.CommandError) -> str | None:
     """The member-facing line for an expected error, or None for a bug."""
     if isinstance(error, commands.NoPrivateMessage):
         return "This command only works in a server."
     if isinstance(error, commands.MissingPermissions):
-        needed = ", ".join(p.replace("_", " ").replace("guild", "server").title() for p in error.missing_permissions)
-        return f"You need the {needed} permission to do that."
+        return f"You need the {permission_names(error.missing_permissions)} permission to do that."
     if isinstance(error, commands.BotMissingPermissions):
-        needed = ", ".join(p.replace("_", " ").replace("guild", "server").title() for p in error.missing_permissions)
-        return f"I need the {needed} permission to do that."
+        return f"I need the {permission_names(error.missing_permissions)} permission to do that."
     if isinstance(error, commands.CommandOnCooldown):
         return f"Slow down: try that again in {math.ceil(error.retry_after)} s."
     if isinstance(error, commands.MemberNotFound):
