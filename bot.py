@@ -21,7 +21,7 @@ from discord.ext import commands
 from dotenv import load_dotenv
 
 import levels
-from chat import YOU, plain, safe_send
+from chat import YOU, only_pages, plain, safe_send
 from config import ConfigError, Settings, load_settings, prefix_problem
 from db import Database, DatabaseRefused
 from xp import XpTracker
@@ -266,7 +266,7 @@ class Leveling(commands.Cog):
             return
         pages = math.ceil(len(board) / PAGE_SIZE)
         if page > pages:
-            await ctx.send(f"There {'is only 1 page' if pages == 1 else f'are only {pages:,} pages'} right now.")
+            await ctx.send(only_pages(pages))
             return
         start = (page - 1) * PAGE_SIZE
         rows = board.page(start, PAGE_SIZE)

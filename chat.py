@@ -38,3 +38,8 @@ async def safe_send(channel: discord.abc.Messageable, content: str | None = None
     except discord.HTTPException as exc:
         log.warning("posting in channel %s failed: HTTP %s", getattr(channel, "id", None), exc.status)
     return False
+
+
+def only_pages(pages: int, of: str = "right now") -> str:
+    """The friendly line for a page past the end."""
+    return f"There {'is only 1 page' if pages == 1 else f'are only {pages:,} pages'} {of}."

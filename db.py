@@ -332,10 +332,7 @@ class Database:
     # happens if the balance covers it; CHECK (coins >= 0) is the backstop.
 
     async def balance(self, guild_id: int, user_id: int) -> int:
-        rows = await self._conn.execute_fetchall(
-            "SELECT coins FROM wallets WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
-        )
-        return rows[0][0] if rows else 0
+        return await self._balance_in(self._conn, guild_id, user_id)
 
     @staticmethod
     async def _credit(conn: aiosqlite.Connection, guild_id: int, user_id: int, amount: int, name: str) -> None:
@@ -354,10 +351,7 @@ class Database:
             (amount, guild_id, user_id, amount),
         )
         if cursor.rowcount != 1:
-            rows = await conn.execute_fetchall(
-                "SELECT coins FROM wallets WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
-            )
-            raise InsufficientCoins(rows[0][0] if rows else 0)
+            raise InsufficientCoins(await Database._balance_in(conn, guild_id, user_id))
 
     @staticmethod
     async def _record(

@@ -14,7 +14,7 @@ import time
 import discord
 from discord.ext import commands
 
-from chat import YOU, plain
+from chat import YOU, only_pages, plain
 from db import InsufficientCoins
 
 MAX_AMOUNT = 1_000_000_000  # per command: large enough for any server, far from SQLite's integer limit
@@ -203,7 +203,7 @@ class Economy(commands.Cog):
             return
         pages = math.ceil(total / PAGE_SIZE)
         if page > pages:
-            await ctx.send(f"There {'is only 1 page' if pages == 1 else f'are only {pages:,} pages'} right now.")
+            await ctx.send(only_pages(pages))
             return
         start = (page - 1) * PAGE_SIZE
         lines = []

@@ -14,7 +14,7 @@ from typing import Literal
 import discord
 from discord.ext import commands
 
-from chat import plain, safe_send
+from chat import only_pages, plain, safe_send
 from db import Case
 
 log = logging.getLogger("tally")
@@ -124,21 +124,21 @@ class Moderation(commands.Cog):
         self, ctx: commands.Context, member: discord.Member | discord.User, page: commands.Range[int, 1] = 1
     ) -> None:
         """Show a member's cases, newest first, 10 a page (Manage Messages)."""
-        user = member  # may have left: then a user found by mention or ID
-        total, cases = await self.db.cases_of(ctx.guild.id, user.id, (page - 1) * PAGE_SIZE, PAGE_SIZE)
+        # member may have left: then it is a user found by mention or ID
+        total, cases = await self.db.cases_of(ctx.guild.id, member.id, (page - 1) * PAGE_SIZE, PAGE_SIZE)
         if not total:
-            await ctx.send(f"{plain(user.display_name)} has a clean record here.")
+            await ctx.send(f"{plain(member.display_name)} has a clean record here.")
             return
         pages = -(-total // PAGE_SIZE)
         if not cases:
-            await ctx.send(f"There {'is only 1 page' if pages == 1 else f'are only {pages} pages'} of cases.")
+            await ctx.send(only_pages(pages, "of cases"))
             return
         lines = [
             f"**#{c.number}** {c.action} · by {moderator_name(ctx.guild, c.moderator_id)} · <t:{c.created_at}:d>\n"
             f"{plain(c.reason)[:200] if c.reason else 'no reason given'}"
             for c in cases
         ]
-        embed = discord.Embed(title=f"Mod log: {user.display_name}", description="\n".join(lines), colour=COLOUR)
+        embed = discord.Embed(title=f"Mod log: {member.display_name}", description="\n".join(lines), colour=COLOUR)
         embed.set_footer(text=f"Page {page} of {pages} · {total} case{'s' if total != 1 else ''}")
         await ctx.send(embed=embed)
 

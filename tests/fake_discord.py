@@ -516,11 +516,7 @@ class FakeDiscord:
         for session in self.sessions.values():
             if intent and not session.intents & intent:
                 continue
-            session.seq += 1
-            payload = {"op": OP_DISPATCH, "t": event, "s": session.seq, "d": view(session, data) if view else data}
-            session.sent.append(payload)
-            if session.socket is not None and not session.socket.ws.closed:
-                await session.socket.send(payload)
+            await self._send_dispatch(session, event, view(session, data) if view else data)
 
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(autoping=True)
@@ -584,10 +580,12 @@ class FakeDiscord:
         return session
 
     async def _send_dispatch(self, session: Session, event: str, data: dict[str, Any]) -> None:
+        """Number the event, keep it for a RESUME, and send it if the socket is up."""
         session.seq += 1
         payload = {"op": OP_DISPATCH, "t": event, "s": session.seq, "d": data}
         session.sent.append(payload)
-        await session.socket.send(payload)
+        if session.socket is not None and not session.socket.ws.closed:
+            await session.socket.send(payload)
 
     async def _resume(self, socket: _Socket, data: dict[str, Any]) -> Session | None:
         session = self.sessions.get(data.get("session_id"))
