@@ -74,6 +74,7 @@ class Tally(commands.Bot):
         )
         self.guild_prefixes: dict[int, str] = {}
         self._shutdown: asyncio.Task[None] | None = None
+        self.lost_at_shutdown = 0  # members whose pending XP could not be saved
 
     async def setup_hook(self) -> None:
         self.guild_prefixes = await self.db.prefixes()
@@ -124,9 +125,8 @@ class Tally(commands.Bot):
             return
         text = f"{message.author.mention} reached level {new_level}!"
         if reward := self.settings.coins_per_level * (new_level - old_level):
-            await self.db.grant(
-                message.guild.id, message.author.id, message.author.display_name, reward, "level_up", self.user.id
-            )
+            # queued with the XP that earned them: as durable as that XP, even while the database is busy
+            self.xp.add_coins(message.guild.id, message.author.id, message.author.display_name, reward)
             text += f" (+{reward:,} coins)"
         await safe_send(
             message.channel,
@@ -149,9 +149,10 @@ class Tally(commands.Bot):
     async def _shut_down(self) -> None:
         log.info("shutting down")
         await super().close()
-        await self.xp.stop()
+        self.lost_at_shutdown = await self.xp.stop(within=self.settings.shutdown_save_seconds)
         await self.db.close()
-        log.info("shut down cleanly")
+        if not self.lost_at_shutdown:
+            log.info("shut down cleanly")
 
     async def on_command_error(self, ctx: commands.Context[Tally], error: commands.CommandError) -> None:
         """The one error handler: one friendly line for the member, details for the log."""
@@ -204,7 +205,7 @@ def explain(ctx: commands.Context[Tally], error: commands.CommandError) -> str |
     if isinstance(error, commands.CommandOnCooldown):
         return f"Slow down: try that again in {math.ceil(error.retry_after)} s."
     if isinstance(error, commands.MemberNotFound):
-        return f"I can't find a member called {plain(error.argument)[:100]} in this server."
+        return f"I can't find a member called {plain(error.argument)} in this server."
     if isinstance(error, commands.MissingRequiredArgument):
         return f"Missing `{error.param.name}`. {usage(ctx)}"
     if isinstance(error, commands.RangeError):
@@ -272,7 +273,7 @@ class Leveling(commands.Cog):
         rows = board.page(start, PAGE_SIZE)
         names = await self._names(ctx.guild, [user_id for user_id, _ in rows])
         lines = [
-            f"**#{start + i:,}** {plain(names[user_id])[:40]} · level {self.bot.curve.level_for(xp):,} · {xp:,} XP"
+            f"**#{start + i:,}** {plain(names[user_id], 40)} · level {self.bot.curve.level_for(xp):,} · {xp:,} XP"
             for i, (user_id, xp) in enumerate(rows, start=1)
         ]
         embed = discord.Embed(title=f"Leaderboard: {ctx.guild.name}", description="\n".join(lines), colour=EMBED_COLOUR)
@@ -284,6 +285,7 @@ class Leveling(commands.Cog):
     @commands.cooldown(3, 10, commands.BucketType.member)
     async def leaderboard_coins(self, ctx: commands.Context[Tally], page: commands.Range[int, 1] = 1) -> None:
         """Show the members with the most coins (the same as `richest`)."""
+        await self.bot.xp.settle_coins(ctx.guild.id)  # invoke() skips the Economy cog's hooks
         await ctx.invoke(self.bot.get_command("richest"), page=page)
 
     async def _names(self, guild: discord.Guild, user_ids: list[int]) -> dict[int, str]:
@@ -354,7 +356,7 @@ class TallyHelp(commands.HelpCommand):
         return f"{text}\n{command.help or ''}"
 
     async def command_not_found(self, string: str) -> str:
-        return f"No command called {plain(string)[:50]}."
+        return f"No command called {plain(string, 50)}."
 
 
 # -- the process --------------------------------------------------------------------
@@ -388,12 +390,13 @@ def configure_logging(settings: Settings) -> None:
 
 
 EXIT_OWNER_MUST_FIX = 2  # settings, token, intents or database: restarting will not help
+EXIT_FAILED = 1  # something unexpected, or pending XP could not be saved at shutdown
 
 
 async def run(settings: Settings) -> int:
     """Open the database, run the bot until a signal or a fatal error; the exit code."""
     try:
-        db = await Database.open(settings.database_path)
+        db = await Database.open(settings.database_path, exclusive=True)
     except DatabaseRefused as exc:
         log.error("cannot use the database: %s", exc)
         return EXIT_OWNER_MUST_FIX
@@ -401,17 +404,27 @@ async def run(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, lambda: asyncio.ensure_future(bot.close()))
+    code = 0
     try:
         await bot.start(settings.token)
     except discord.LoginFailure:
         log.error(PORTAL_TOKEN)
-        return EXIT_OWNER_MUST_FIX
+        code = EXIT_OWNER_MUST_FIX
     except discord.PrivilegedIntentsRequired:
         log.error("Discord refused the connection: %s", PORTAL_INTENTS)
-        return EXIT_OWNER_MUST_FIX
+        code = EXIT_OWNER_MUST_FIX
+    except discord.ConnectionClosed as exc:  # Discord ended the session for good while running
+        if exc.code == 4004:  # the token was reset in the portal
+            log.error(PORTAL_TOKEN)
+            code = EXIT_OWNER_MUST_FIX
+        else:
+            log.error("Discord closed the connection for good (close code %s: %s)", exc.code, exc.reason or "no reason")
+            code = EXIT_FAILED
     finally:
-        await bot.close()  # waits for the whole shutdown, whoever started it
-    return 0
+        await bot.close()  # waits for the whole shutdown (pending XP saved first), whoever started it
+    if bot.lost_at_shutdown:
+        return EXIT_FAILED
+    return code
 
 
 def main() -> None:

@@ -10,8 +10,15 @@ from discord.ext import commands
 log = logging.getLogger("tally")
 
 
-def plain(text: str) -> str:
-    """A name or argument made safe to show: no markdown, no mentions."""
+def plain(text: str, limit: int = 100) -> str:
+    """A name or argument made safe to show: cut to ``limit`` characters, then no markdown, no mentions.
+
+    Cut first, escape after: escaping a crafted 2,000-character argument whole
+    costs the event loop far more than the few characters a reply shows, and
+    cutting an escaped text could split an escape in two.
+    """
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
     return discord.utils.escape_mentions(discord.utils.escape_markdown(text))
 
 

@@ -34,6 +34,7 @@ class Settings:
     log_level: str
     daily_coins: int = 100
     coins_per_level: int = 0
+    shutdown_save_seconds: float = 30.0
 
     def __repr__(self) -> str:  # keep the token out of any accidental log line
         return f"Settings(database_path={str(self.database_path)!r}, level_curve={self.level_curve!r}, ...)"
@@ -124,4 +125,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=_choice(env, "LOG_LEVEL", "INFO", LOG_LEVELS),
         daily_coins=_whole_number(env, "DAILY_COINS", 100, 1, 1_000_000),
         coins_per_level=_whole_number(env, "COINS_PER_LEVEL", 0, 0, 1_000_000),
+        shutdown_save_seconds=_seconds(env, "SHUTDOWN_SAVE_SECONDS", 30.0, 1.0, 600.0),
     )

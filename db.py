@@ -8,16 +8,23 @@ At start-up :meth:`Database.open` makes sure the file is a Tally database it
 understands: a new file gets ``schema.sql``; an older one is upgraded by the
 numbered migrations below (after a backup copy); anything else is refused
 with a :class:`DatabaseRefused` whose message says what to do, and the file
-is left untouched.
+is left untouched. Refused too, before anything is written: a read-only file,
+a folder SQLite cannot create its journal files in, a file with damaged pages
+(``PRAGMA quick_check``), and, for the bot, a file another Tally process is
+using (an exclusive lock on ``<file>.lock`` that the kernel releases when the
+process ends, however it ends).
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import itertools
 import json
 import logging
+import os
 import sqlite3
+import stat
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -51,13 +58,14 @@ class DatabaseRefused(Exception):
 
 
 class XpGain(NamedTuple):
-    """XP a member earned since the last flush."""
+    """XP a member earned since the last flush, and the level-up coins it brought."""
 
     guild_id: int
     user_id: int
     xp: int
     name: str
     seen_at: int  # Unix seconds of the first message behind this gain
+    coins: int = 0  # level-up coins, written with the XP that earned them
 
 
 class InsufficientCoins(Exception):
@@ -142,13 +150,82 @@ def _missing(expected: SchemaReport, found: SchemaReport) -> list[str]:
     return missing
 
 
+def _writable(path: Path) -> bool:
+    """Whether this process may write ``path``, by its permissions.
+
+    ``os.access`` answers for ordinary users; root may write anything, so for
+    root a file or folder with no write bit at all counts as read-only too:
+    whoever took the bits away meant it.
+    """
+    if not os.access(path, os.W_OK):
+        return False
+    return os.geteuid() != 0 or bool(path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse a read-only file, or a folder SQLite cannot create its journal files in."""
+    folder = path.parent
+    if not _writable(folder):
+        raise DatabaseRefused(
+            f"the folder {folder} is not writable: SQLite must create its journal files ({path.name}-wal, "
+            f"{path.name}-shm) beside {path.name}; make the folder writable by the user running Tally"
+        )
+    if path.exists() and not _writable(path):
+        raise DatabaseRefused(
+            f"{path} is read-only: Tally must write to it; make it writable by the user running Tally "
+            f"(for example chmod u+w {path})"
+        )
+
+
+def backups_of(path: Path) -> list[Path]:
+    """The automatic backups of ``path`` (made before each upgrade), newest first."""
+    return sorted(path.parent.glob(f"{path.name}.v*-*.bak"), key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def _damaged(path: Path, problem: str) -> DatabaseRefused:
+    found = backups_of(path)
+    where = f"the newest is {found[0]}" if found else f"none found in {path.parent}"
+    return DatabaseRefused(
+        f"{path} is damaged ({problem}); restore a backup (Tally's automatic backups are "
+        f"{path.parent / (path.name + '.v*.bak')}: {where}) or move the file away to start afresh"
+    )
+
+
+def _hold_exclusive(path: Path) -> int:
+    """Take the one-process lock on ``path``; returns the lock file's descriptor.
+
+    ``flock`` on a file beside the database, never on the database itself
+    (closing any descriptor of the database would drop SQLite's own locks).
+    The kernel releases it when the process ends, even by SIGKILL.
+    """
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise DatabaseRefused(f"cannot create the lock file {lock_path}: {exc.strerror}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        os.close(fd)
+        pid = f" (pid {holder})" if holder.isdigit() else ""
+        raise DatabaseRefused(
+            f"another Tally is using this database{pid}: {path}; stop it first, or give this one "
+            "its own DATABASE_PATH"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
 class Database:
     """Tally's storage. Build it with ``await Database.open(path)``."""
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+    def __init__(self, conn: aiosqlite.Connection, path: Path, lock_fd: int | None = None) -> None:
         self._conn = conn
         self.path = path
         self._write_lock = asyncio.Lock()
+        self._lock_fd = lock_fd
 
     # -- opening, checking, closing ------------------------------------------
 
@@ -161,11 +238,14 @@ class Database:
         schema_version: int = SCHEMA_VERSION,
         migrations: dict[int, str] | None = None,
         busy_timeout: float = 5.0,
+        exclusive: bool = False,
     ) -> Database:
         """Open ``path``, creating, upgrading or refusing it as described above.
 
-        The keyword arguments exist so tests can check the upgrade machinery
-        with a schema of their own.
+        ``exclusive``: refuse when another process holds the file the same way
+        (the bot opens it so; tools and tests may open a second connection).
+        The other keyword arguments exist so tests can check the upgrade
+        machinery with a schema of their own.
         """
         path = Path(path)
         migrations = bundled_migrations() if migrations is None else migrations
@@ -173,18 +253,27 @@ class Database:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DatabaseRefused(f"cannot create the folder for {path}: {exc.strerror}") from exc
+        _check_writable(path)
+        lock_fd = _hold_exclusive(path) if exclusive else None
         try:
-            # timeout: how long a write waits for another writer before "database is locked"
-            conn = await aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout)
-        except sqlite3.Error as exc:
-            raise DatabaseRefused(f"cannot open {path}: {exc}") from exc
-        conn.row_factory = aiosqlite.Row
-        try:
-            await cls._prepare(conn, path, schema_path.read_text(encoding="utf-8"), schema_version, migrations)
+            try:
+                # timeout: how long a write waits for another writer before "database is locked"
+                conn = await aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout)
+            except sqlite3.Error as exc:
+                raise DatabaseRefused(f"cannot open {path}: {exc}") from exc
+            conn.row_factory = aiosqlite.Row
+            try:
+                await cls._prepare(conn, path, schema_path.read_text(encoding="utf-8"), schema_version, migrations)
+            except BaseException as exc:
+                await conn.close()
+                if isinstance(exc, sqlite3.OperationalError) and (refused := _refusal(path, exc)):
+                    raise refused from exc
+                raise
         except BaseException:
-            await conn.close()
+            if lock_fd is not None:
+                os.close(lock_fd)
             raise
-        return cls(conn, path)
+        return cls(conn, path, lock_fd)
 
     @staticmethod
     async def _prepare(
@@ -199,11 +288,19 @@ class Database:
             async with conn.execute("PRAGMA user_version") as cursor:
                 version = (await cursor.fetchone())[0]
             found = await _schema_report(conn)
+            async with conn.execute("PRAGMA quick_check(5)") as cursor:  # damaged pages, before any write
+                problems = [row[0] for row in await cursor.fetchall()]
+        except sqlite3.OperationalError:
+            raise  # locked or read-only: open() explains
         except sqlite3.DatabaseError as exc:
+            if "malformed" in str(exc):
+                raise _damaged(path, str(exc)) from exc
             raise DatabaseRefused(
                 f"{path} is not a SQLite database ({exc}); point DATABASE_PATH at Tally's database "
                 "or at a new file name"
             ) from exc
+        if problems != ["ok"]:
+            raise _damaged(path, "; ".join(problems)[:300])
 
         if version > schema_version:
             raise DatabaseRefused(
@@ -255,6 +352,9 @@ class Database:
     async def close(self) -> None:
         async with self._write_lock:  # let a write in progress finish first
             await self._conn.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # another Tally may use the file from now on
+            self._lock_fd = None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -290,14 +390,16 @@ class Database:
     # -- XP --------------------------------------------------------------------
 
     async def add_xp(self, gains: Iterable[XpGain]) -> None:
-        """Add every gain in one transaction, with one statement.
+        """Add every gain in one transaction, with one statement (two more for level-up coins).
 
         The upsert adds to what is stored rather than overwriting it, so two
         writers adding to the same member both count. The gains travel as one
         JSON array that SQLite unpacks itself: one round trip to the database
         thread however many members, which keeps a big flush off the event loop.
+        Level-up coins land in the same transaction as the XP that earned them,
+        each with its ledger row (the member is its actor: they earned it).
         """
-        payload = await asyncio.to_thread(_json_rows, gains)
+        payload, with_coins = await asyncio.to_thread(_json_rows, gains)
         async with self.transaction() as conn:
             await conn.execute(
                 "INSERT INTO members (guild_id, user_id, xp, name, first_seen) "
@@ -305,6 +407,21 @@ class Database:
                 "ON CONFLICT (guild_id, user_id) DO UPDATE SET xp = members.xp + excluded.xp, name = excluded.name",
                 (payload,),
             )
+            if with_coins:
+                await conn.execute(
+                    "INSERT INTO wallets (guild_id, user_id, coins, name) "
+                    "SELECT value ->> 0, value ->> 1, value ->> 5, value ->> 3 FROM json_each(?) "
+                    "WHERE value ->> 5 > 0 "
+                    "ON CONFLICT (guild_id, user_id) DO UPDATE SET coins = wallets.coins + excluded.coins, "
+                    "name = excluded.name",
+                    (payload,),
+                )
+                await conn.execute(
+                    "INSERT INTO ledger (guild_id, from_id, to_id, amount, kind, actor_id, reason, created_at) "
+                    "SELECT value ->> 0, NULL, value ->> 1, value ->> 5, 'level_up', value ->> 1, NULL, value ->> 4 "
+                    "FROM json_each(?) WHERE value ->> 5 > 0",
+                    (payload,),
+                )
 
     async def guild_xp(self, guild_id: int) -> list[tuple[int, int]]:
         """Every ``(user_id, xp)`` in the guild, in no particular order."""
@@ -557,18 +674,35 @@ class Database:
                 )
 
 
-def _json_rows(rows: Iterable[tuple], chunk: int = 500) -> str:
-    """Rows as one JSON array, encoded in chunks.
+def _refusal(path: Path, exc: sqlite3.OperationalError) -> DatabaseRefused | None:
+    """The owner's line for a read-only or locked database while opening it, else None."""
+    text = str(exc)
+    if "readonly" in text or "read-only" in text:
+        return DatabaseRefused(
+            f"{path} cannot be written ({text}): make the file and its folder writable by the user running Tally"
+        )
+    if "locked" in text or "busy" in text:
+        return DatabaseRefused(
+            f"{path} is locked by another program (a backup, a second Tally?) and stayed locked; "
+            "start Tally again when it is done"
+        )
+    return None
+
+
+def _json_rows(gains: Iterable[XpGain], chunk: int = 500) -> tuple[str, bool]:
+    """Gains as one JSON array, encoded in chunks; and whether any brings coins.
 
     Run in a worker thread: json.dumps holds the GIL for its whole call, so a
     single call over 10,000 rows would stall the event loop for ~20 ms, while
     chunks of 500 let the loop run between them.
     """
-    rows = iter(rows)
+    gains = iter(gains)
     parts = []
-    while batch := list(itertools.islice(rows, chunk)):
+    with_coins = False
+    while batch := list(itertools.islice(gains, chunk)):
         parts.append(json.dumps(batch)[1:-1])
-    return "[" + ",".join(parts) + "]"
+        with_coins = with_coins or any(gain.coins for gain in batch)
+    return "[" + ",".join(parts) + "]", with_coins
 
 
 async def _run_script(conn: aiosqlite.Connection, script: str) -> None:

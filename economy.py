@@ -40,6 +40,10 @@ class Economy(commands.Cog):
         self.bot = bot
         self.db = bot.db
 
+    async def cog_before_invoke(self, ctx: commands.Context) -> None:
+        if ctx.guild is not None:  # level-up coins queued with XP are written before anyone reads coins
+            await self.bot.xp.settle_coins(ctx.guild.id)
+
     @commands.command()
     @commands.guild_only()
     async def profile(self, ctx: commands.Context, *, member: discord.Member = YOU) -> None:
@@ -186,7 +190,7 @@ class Economy(commands.Cog):
             elif row.actor_id != member.id:
                 detail += f" by <@{row.actor_id}>"
             if row.reason:
-                detail += f": {plain(row.reason)[:100]}"
+                detail += f": {plain(row.reason)}"
             lines.append(f"`#{row.id}` {when(row.created_at, 'd')} **{sign}{row.amount:,}** {detail}")
         embed = discord.Embed(title=f"Coin history: {member.display_name}", description="\n".join(lines), colour=COLOUR)
         embed.set_footer(text=f"Balance: {await self.db.balance(ctx.guild.id, member.id):,} coins")
@@ -210,7 +214,7 @@ class Economy(commands.Cog):
         for i, (user_id, amount, stored_name) in enumerate(await self.db.richest(ctx.guild.id, start, PAGE_SIZE), 1):
             member = ctx.guild.get_member(user_id)
             name = member.display_name if member else stored_name or f"user {user_id}"
-            lines.append(f"**#{start + i:,}** {plain(name)[:40]} · {coin_text(amount)}")
+            lines.append(f"**#{start + i:,}** {plain(name, 40)} · {coin_text(amount)}")
         embed = discord.Embed(title=f"Richest: {ctx.guild.name}", description="\n".join(lines), colour=COLOUR)
         embed.set_footer(text=f"Page {page:,} of {pages:,} · ties go to the lower user ID")
         await ctx.send(embed=embed)

@@ -51,7 +51,7 @@ def case_embed(guild: discord.Guild, case: Case) -> discord.Embed:
     embed = discord.Embed(title=f"Case #{case.number} · {case.action}", colour=COLOUR)
     embed.add_field(name="Member", value=f"{plain(case.target_name)} (<@{case.target_id}>)")
     embed.add_field(name="Moderator", value=moderator_name(guild, case.moderator_id))
-    embed.add_field(name="Reason", value=plain(case.reason) if case.reason else "no reason given", inline=False)
+    embed.add_field(name="Reason", value=plain(case.reason, MAX_REASON) if case.reason else "no reason given", inline=False)
     embed.add_field(name="Date", value=f"<t:{case.created_at}:f>")
     return embed
 
@@ -135,7 +135,7 @@ class Moderation(commands.Cog):
             return
         lines = [
             f"**#{c.number}** {c.action} · by {moderator_name(ctx.guild, c.moderator_id)} · <t:{c.created_at}:d>\n"
-            f"{plain(c.reason)[:200] if c.reason else 'no reason given'}"
+            f"{plain(c.reason, 200) if c.reason else 'no reason given'}"
             for c in cases
         ]
         embed = discord.Embed(title=f"Mod log: {member.display_name}", description="\n".join(lines), colour=COLOUR)
@@ -157,7 +157,7 @@ class Moderation(commands.Cog):
             embed.add_field(
                 name="Earlier reasons",
                 value="\n".join(
-                    f"<t:{old.replaced_at}:d> {plain(old.reason)[:150] if old.reason else 'no reason given'}"
+                    f"<t:{old.replaced_at}:d> {plain(old.reason, 150) if old.reason else 'no reason given'}"
                     for old in history
                 ),
                 inline=False,
@@ -173,7 +173,7 @@ class Moderation(commands.Cog):
         if case is None:
             await ctx.send(f"There is no case #{number} in this server.")
             return
-        await ctx.send(f"Case #{number}'s reason is now: {plain(case.reason)}")
+        await ctx.send(f"Case #{number}'s reason is now: {plain(case.reason, MAX_REASON)}")
 
     @commands.command()
     @commands.guild_only()

@@ -4,7 +4,12 @@ The message handler calls :meth:`XpTracker.award`, which only touches memory:
 the cooldown check, the member's pending gain and the guild's board. A flusher
 task writes every pending gain to the database in one transaction once per
 ``flush_seconds`` and once more at shutdown. A flush that fails keeps its
-gains for the next try, so nothing is dropped.
+gains for the next try, and a shutdown never cuts a flush in half: it waits
+for the running one (bounded) and keeps trying, so nothing is dropped.
+
+Coins earned by a level-up travel with the XP that earned them: they are
+queued with the member's pending gain and written in the same transaction,
+so they are exactly as durable as that XP, also while the database is busy.
 
 Each guild's board holds every member's total XP (stored plus pending) in a
 ``SortedList`` keyed by leaderboard order, so a rank or a leaderboard page is
@@ -34,6 +39,9 @@ from sortedcontainers import SortedList
 from db import Database, XpGain
 
 log = logging.getLogger(__name__)
+
+# One guild's detached share of a flush: guild ID, pending XP, names, level-up coins.
+_Batch = tuple[int, dict[int, int], dict[int, str], dict[int, int]]
 
 _USER_BITS = 64  # snowflakes fit in 64 bits
 _USER_MASK = (1 << _USER_BITS) - 1
@@ -88,7 +96,7 @@ class GuildBoard:
 class _Guild:
     """Everything held in memory for one guild."""
 
-    __slots__ = ("board", "loaded", "early", "early_base", "cooldowns", "pending", "names", "last_used")
+    __slots__ = ("board", "loaded", "early", "early_base", "cooldowns", "pending", "coins", "names", "last_used")
 
     def __init__(self, now: float) -> None:
         self.board: GuildBoard | None = None  # None while it is being read
@@ -101,6 +109,7 @@ class _Guild:
         # so pruning stops at the first live entry.
         self.cooldowns: dict[int, float] = {}
         self.pending: dict[int, int] = {}  # user -> XP not yet written
+        self.coins: dict[int, int] = {}  # user -> level-up coins not yet written (always with a pending gain)
         self.names: dict[int, str] = {}  # user -> display name at their latest pending gain
         self.last_used = now
 
@@ -140,6 +149,8 @@ class XpTracker:
         self._flushed = asyncio.Condition()
         self.flushes = 0  # successful flushes that wrote something
         self._flusher: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()  # set to flush before the timer (level-up coins)
+        self._coins_in_flight: set[int] = set()  # guilds whose level-up coins a running flush is writing
         self._failing = False
 
     # -- the message path ------------------------------------------------------
@@ -208,13 +219,35 @@ class XpTracker:
         before = guild.early_base[user_id] + earlier
         return before, before + amount
 
+    def add_coins(self, guild_id: int, user_id: int, name: str, amount: int) -> None:
+        """Queue level-up coins with the member's pending XP: written in the same flush.
+
+        Wakes the flusher, so the balance shows them within moments.
+        """
+        guild = self._guild(guild_id)
+        guild.coins[user_id] = guild.coins.get(user_id, 0) + amount
+        guild.names[user_id] = name
+        self._wake.set()
+
+    async def settle_coins(self, guild_id: int) -> None:
+        """Write the guild's queued level-up coins now, before a command reads or moves coins.
+
+        A no-op unless the guild has coins queued or being written. If the
+        database fails, the coins stay queued and the command reads what is stored.
+        """
+        guild = self._guilds.get(guild_id)
+        if guild_id in self._coins_in_flight or (guild is not None and guild.coins):
+            with contextlib.suppress(Exception):  # logged by flush()
+                await self.flush()
+
     def pending_name(self, guild_id: int, user_id: int) -> str | None:
         guild = self._guilds.get(guild_id)
         return guild.names.get(user_id) if guild else None
 
     @property
     def pending_count(self) -> int:
-        return sum(len(guild.pending) for guild in self._guilds.values())
+        """Members with XP or level-up coins not yet written."""
+        return sum(len(guild.pending.keys() | guild.coins.keys()) for guild in self._guilds.values())
 
     @property
     def cooldown_count(self) -> int:
@@ -231,7 +264,7 @@ class XpTracker:
         for guild_id, guild in list(self._guilds.items()):
             ended += guild.prune(now)
             idle = now - guild.last_used >= self.idle_seconds
-            if idle and guild.board is not None and not guild.pending and not guild.cooldowns:
+            if idle and guild.board is not None and not (guild.pending or guild.coins or guild.cooldowns):
                 del self._guilds[guild_id]
         return ended
 
@@ -244,28 +277,31 @@ class XpTracker:
         arrived meanwhile) and the error is logged once until a flush succeeds.
         """
         async with self._flush_lock:
-            batch = []
+            batch: list[_Batch] = []
             for guild_id, guild in self._guilds.items():
-                if guild.pending:
-                    batch.append((guild_id, guild.pending, guild.names))
-                    guild.pending, guild.names = {}, {}
+                if guild.pending or guild.coins:
+                    batch.append((guild_id, guild.pending, guild.names, guild.coins))
+                    guild.pending, guild.names, guild.coins = {}, {}, {}
             if not batch:
                 return 0
             seen_at = int(time.time())
-            count = sum(len(pending) for _, pending, _ in batch)
+            count = sum(len(pending.keys() | coins.keys()) for _, pending, _, coins in batch)
             gains = (  # read in the database's worker thread: the batch is detached from the guilds
-                XpGain(guild_id, user_id, xp, names[user_id], seen_at)
-                for guild_id, pending, names in batch
-                for user_id, xp in pending.items()
+                XpGain(guild_id, user_id, pending.get(user_id, 0), names[user_id], seen_at, coins.get(user_id, 0))
+                for guild_id, pending, names, coins in batch
+                for user_id in pending.keys() | coins.keys()
             )
+            self._coins_in_flight = {guild_id for guild_id, _, _, coins in batch if coins}
             try:
                 await self.db.add_xp(gains)
-            except Exception:
+            except BaseException:  # also a cancellation: the batch goes back, never into thin air
                 self._restore(batch)
+                self._coins_in_flight = set()
                 if not self._failing:
                     log.exception("could not save XP for %d members; keeping it and retrying", count)
                 self._failing = True
                 raise
+            self._coins_in_flight = set()
             if self._failing:
                 log.info("saving XP works again")
                 self._failing = False
@@ -280,13 +316,16 @@ class XpTracker:
         async with self._flushed:
             await self._flushed.wait_for(lambda: self.flushes >= count)
 
-    def _restore(self, batch: list[tuple[int, dict[int, int], dict[int, str]]]) -> None:
+    def _restore(self, batch: list[_Batch]) -> None:
         """Put a failed flush's gains back, under any that arrived meanwhile."""
-        for guild_id, pending, names in batch:
+        for guild_id, pending, names, coins in batch:
             guild = self._guilds[guild_id]  # a guild with pending gains is never dropped
             for user_id, xp in pending.items():
                 guild.pending[user_id] = guild.pending.get(user_id, 0) + xp
                 guild.names.setdefault(user_id, names[user_id])  # a newer name wins
+            for user_id, amount in coins.items():
+                guild.coins[user_id] = guild.coins.get(user_id, 0) + amount
+                guild.names.setdefault(user_id, names[user_id])
 
     def start(self) -> None:
         """Start the background flusher."""
@@ -295,13 +334,23 @@ class XpTracker:
 
     async def _flush_forever(self) -> None:
         while True:
-            await asyncio.sleep(self.flush_seconds)  # a timer, not synchronisation
+            # a timer, or earlier when level-up coins are waiting
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.flush_seconds)
+            self._wake.clear()
             with contextlib.suppress(Exception):  # logged by flush(); the gains wait for the next tick
-                await self.flush()
+                # Shielded: stopping the flusher never cuts a flush in half (the statement
+                # would still run in the database's thread while its batch was put back).
+                await asyncio.shield(self.flush())
             self.prune()
 
-    async def stop(self, attempts: int = 5) -> None:
-        """Stop the flusher and write what is pending, retrying a failing database."""
+    async def stop(self, within: float = 30.0) -> int:
+        """Stop the flusher and write what is pending; returns how many members' XP is lost.
+
+        Waits for a flush that is running, then keeps trying while the database
+        is busy or failing, for ``within`` seconds. Past that it gives up and
+        says loudly, per guild, what could not be saved (0 means nothing lost).
+        """
         if self._flusher is not None:
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
@@ -309,12 +358,33 @@ class XpTracker:
         for task in list(self._loads):  # every award is already in the pending gains
             task.cancel()
         await asyncio.gather(*self._loads, return_exceptions=True)
-        for attempt in range(1, attempts + 1):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        delay = 0.1
+        while True:
             try:
-                await self.flush()
-                return
+                await self.flush()  # waits for the flush in progress first: they share one lock
+                return 0
             except Exception:
-                if attempt == attempts:
-                    log.error("giving up: XP of %d members could not be saved at shutdown", self.pending_count)
-                    return
-                await asyncio.sleep(0.2 * attempt)
+                pass  # flush() logged it
+            if loop.time() + delay >= deadline:
+                break
+            log.warning(
+                "still trying to save the XP of %d members before shutting down (giving up in %.0f s)",
+                self.pending_count,
+                deadline - loop.time(),
+            )
+            await asyncio.sleep(delay)  # a retry timer
+            delay = min(delay * 2, 2.0)
+        for guild_id, guild in self._guilds.items():
+            if guild.pending or guild.coins:
+                log.error(
+                    "LOST: %d XP of %d members in guild %s (and %d level-up coins) could not be saved",
+                    sum(guild.pending.values()),
+                    len(guild.pending),
+                    guild_id,
+                    sum(guild.coins.values()),
+                )
+        lost = self.pending_count
+        log.error("giving up after %.0f s: the XP of %d members could not be saved; see the lines above", within, lost)
+        return lost
