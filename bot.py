@@ -21,7 +21,7 @@ from discord.ext import commands
 from dotenv import load_dotenv
 
 import levels
-from chat import YOU, only_pages, plain, safe_send
+from chat import YOU, Page, TallyContext, only_pages, plain, safe_send
 from config import ConfigError, Settings, load_settings, prefix_problem
 from db import Database, DatabaseRefused
 from xp import XpTracker
@@ -85,6 +85,10 @@ class Tally(commands.Bot):
             except commands.ExtensionError:
                 log.exception("could not load the %s extension; its commands are unavailable", extension)
         self.xp.start()
+
+    async def get_context(self, origin, /, *, cls=TallyContext):
+        """Every command's context is a TallyContext: its replies always fit Discord's limits."""
+        return await super().get_context(origin, cls=cls)
 
     async def get_prefix(self, message: discord.Message) -> list[str]:
         """The guild's prefix (from memory, never a query), then a mention of the bot."""
@@ -259,7 +263,7 @@ class Leveling(commands.Cog):
     @commands.group(aliases=["lb", "top"], invoke_without_command=True)
     @commands.guild_only()
     @commands.cooldown(3, 10, commands.BucketType.member)  # a page is big: no spamming the channel with them
-    async def leaderboard(self, ctx: commands.Context[Tally], page: commands.Range[int, 1] = 1) -> None:
+    async def leaderboard(self, ctx: commands.Context[Tally], page: Page = 1) -> None:
         """Show the server's members by XP, 10 a page; ties go to the lower user ID."""
         board = await self.bot.xp.board(ctx.guild.id)
         if not len(board):
@@ -283,7 +287,7 @@ class Leveling(commands.Cog):
     @leaderboard.command(name="coins")
     @commands.guild_only()
     @commands.cooldown(3, 10, commands.BucketType.member)
-    async def leaderboard_coins(self, ctx: commands.Context[Tally], page: commands.Range[int, 1] = 1) -> None:
+    async def leaderboard_coins(self, ctx: commands.Context[Tally], page: Page = 1) -> None:
         """Show the members with the most coins (the same as `richest`)."""
         await self.bot.xp.settle_coins(ctx.guild.id)  # invoke() skips the Economy cog's hooks
         await ctx.invoke(self.bot.get_command("richest"), page=page)

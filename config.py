@@ -8,6 +8,7 @@ expected form; the token's value is never part of a message.
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,15 @@ class Settings:
         return f"Settings(database_path={str(self.database_path)!r}, level_curve={self.level_curve!r}, ...)"
 
 
+# Letters that draw nothing though Unicode does not call them spaces or format characters.
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u180e")
+
+
+def _invisible(ch: str) -> bool:
+    """Control, format (zero-width, direction marks), private-use, unassigned, or blank characters."""
+    return unicodedata.category(ch) in ("Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp") or ch in _BLANK_LETTERS
+
+
 def prefix_problem(prefix: str) -> str | None:
     """Why ``prefix`` cannot be a command prefix, or None when it can."""
     if not prefix:
@@ -48,6 +58,8 @@ def prefix_problem(prefix: str) -> str | None:
         return "a prefix cannot contain a mention (@ or <)"
     if any(ch.isspace() for ch in prefix):
         return "a prefix cannot contain spaces"
+    if any(_invisible(ch) for ch in prefix):
+        return "a prefix cannot contain control or invisible characters"
     if "`" in prefix:
         return "a prefix cannot contain backticks"
     if prefix.startswith("/"):

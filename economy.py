@@ -14,7 +14,7 @@ import time
 import discord
 from discord.ext import commands
 
-from chat import YOU, only_pages, plain
+from chat import YOU, Page, only_pages, plain
 from db import InsufficientCoins
 
 MAX_AMOUNT = 1_000_000_000  # per command: large enough for any server, far from SQLite's integer limit
@@ -199,7 +199,7 @@ class Economy(commands.Cog):
     @commands.command()
     @commands.guild_only()
     @commands.cooldown(3, 10, commands.BucketType.member)
-    async def richest(self, ctx: commands.Context, page: commands.Range[int, 1] = 1) -> None:
+    async def richest(self, ctx: commands.Context, page: Page = 1) -> None:
         """Show the members with the most coins, 10 a page; ties go to the lower user ID."""
         total = await self.db.holders(ctx.guild.id)
         if not total:

@@ -14,7 +14,7 @@ from typing import Literal
 import discord
 from discord.ext import commands
 
-from chat import only_pages, plain, safe_send
+from chat import MAX_FIELD_VALUE, CaseNumber, Page, lines_within, only_pages, plain, safe_send
 from db import Case
 
 log = logging.getLogger("tally")
@@ -42,16 +42,41 @@ def refusal(ctx: commands.Context, target: discord.Member, action: str) -> str |
     return None
 
 
-def moderator_name(guild: discord.Guild, user_id: int) -> str:
-    member = guild.get_member(user_id)
-    return plain(member.display_name) if member else "unknown (left the server)"
+LEFT = "unknown (left the server)"
 
 
-def case_embed(guild: discord.Guild, case: Case) -> discord.Embed:
+async def member_names(guild: discord.Guild, user_ids: set[int]) -> dict[int, str]:
+    """Display names of members, escaped; LEFT only for those Discord says are gone.
+
+    The member cache holds only the members Tally has seen, so the others are
+    asked for in one gateway request before anyone is called "left".
+    """
+    names: dict[int, str] = {}
+    missing = []
+    for user_id in user_ids:
+        member = guild.get_member(user_id)
+        if member is not None:
+            names[user_id] = plain(member.display_name)
+        else:
+            missing.append(user_id)
+    if missing:
+        try:
+            found = await guild.query_members(user_ids=missing[:100], limit=100, cache=True)
+        except (TimeoutError, discord.ClientException):
+            log.warning("could not look up %d members of guild %s", len(missing), guild.id)
+            found = []
+        for member in found:
+            names[member.id] = plain(member.display_name)
+    return {user_id: names.get(user_id, LEFT) for user_id in user_ids}
+
+
+def case_embed(case: Case, moderator: str) -> discord.Embed:
     embed = discord.Embed(title=f"Case #{case.number} · {case.action}", colour=COLOUR)
     embed.add_field(name="Member", value=f"{plain(case.target_name)} (<@{case.target_id}>)")
-    embed.add_field(name="Moderator", value=moderator_name(guild, case.moderator_id))
-    embed.add_field(name="Reason", value=plain(case.reason, MAX_REASON) if case.reason else "no reason given", inline=False)
+    embed.add_field(name="Moderator", value=moderator)
+    embed.add_field(
+        name="Reason", value=plain(case.reason, MAX_REASON) if case.reason else "no reason given", inline=False
+    )
     embed.add_field(name="Date", value=f"<t:{case.created_at}:f>")
     return embed
 
@@ -70,7 +95,7 @@ class Moderation(commands.Cog):
         channel_id = await self.db.modlog_channel(ctx.guild.id)
         channel = ctx.guild.get_channel(channel_id) if channel_id else None
         if channel is not None:
-            await safe_send(channel, embed=case_embed(ctx.guild, case))
+            await safe_send(channel, embed=case_embed(case, plain(ctx.author.display_name)))
         return case
 
     @commands.command()
@@ -120,9 +145,7 @@ class Moderation(commands.Cog):
     @commands.command()
     @commands.guild_only()
     @commands.has_guild_permissions(manage_messages=True)
-    async def modlog(
-        self, ctx: commands.Context, member: discord.Member | discord.User, page: commands.Range[int, 1] = 1
-    ) -> None:
+    async def modlog(self, ctx: commands.Context, member: discord.Member | discord.User, page: Page = 1) -> None:
         """Show a member's cases, newest first, 10 a page (Manage Messages)."""
         # member may have left: then it is a user found by mention or ID
         total, cases = await self.db.cases_of(ctx.guild.id, member.id, (page - 1) * PAGE_SIZE, PAGE_SIZE)
@@ -133,8 +156,9 @@ class Moderation(commands.Cog):
         if not cases:
             await ctx.send(only_pages(pages, "of cases"))
             return
+        moderators = await member_names(ctx.guild, {c.moderator_id for c in cases})
         lines = [
-            f"**#{c.number}** {c.action} · by {moderator_name(ctx.guild, c.moderator_id)} · <t:{c.created_at}:d>\n"
+            f"**#{c.number}** {c.action} · by {moderators[c.moderator_id]} · <t:{c.created_at}:d>\n"
             f"{plain(c.reason, 200) if c.reason else 'no reason given'}"
             for c in cases
         ]
@@ -145,21 +169,23 @@ class Moderation(commands.Cog):
     @commands.command(name="case")
     @commands.guild_only()
     @commands.has_guild_permissions(manage_messages=True)
-    async def case_(self, ctx: commands.Context, number: commands.Range[int, 1]) -> None:
+    async def case_(self, ctx: commands.Context, number: CaseNumber) -> None:
         """Show one case and its earlier reasons (Manage Messages)."""
         case = await self.db.case(ctx.guild.id, number)
         if case is None:
             await ctx.send(f"There is no case #{number} in this server.")
             return
-        embed = case_embed(ctx.guild, case)
+        moderators = await member_names(ctx.guild, {case.moderator_id})
+        embed = case_embed(case, moderators[case.moderator_id])
         history = await self.db.reason_history(ctx.guild.id, number)
         if history:
+            lines = [
+                f"<t:{old.replaced_at}:d> {plain(old.reason, 150) if old.reason else 'no reason given'}"
+                for old in reversed(history)  # newest first: the field holds what fits
+            ]
             embed.add_field(
-                name="Earlier reasons",
-                value="\n".join(
-                    f"<t:{old.replaced_at}:d> {plain(old.reason, 150) if old.reason else 'no reason given'}"
-                    for old in history
-                ),
+                name="Earlier reasons (newest first)",
+                value=lines_within(lines, MAX_FIELD_VALUE, "… and {n} earlier"),
                 inline=False,
             )
         await ctx.send(embed=embed)
@@ -167,7 +193,7 @@ class Moderation(commands.Cog):
     @commands.command()
     @commands.guild_only()
     @commands.has_guild_permissions(manage_messages=True)
-    async def reason(self, ctx: commands.Context, number: commands.Range[int, 1], *, text: str) -> None:
+    async def reason(self, ctx: commands.Context, number: CaseNumber, *, text: str) -> None:
         """Correct a case's reason; the earlier one is kept (Manage Messages)."""
         case = await self.db.correct_reason(ctx.guild.id, number, text[:MAX_REASON], ctx.author.id)
         if case is None:

@@ -112,7 +112,7 @@ async def test_leaderboard_rejects_a_bad_page_with_usage(world, tally):
     post = await world.ask(world.alice, "!leaderboard abc")
     assert post.content == "That isn't a valid `page`. Usage: `!leaderboard [page=1]`"
     post = await world.ask(world.bob, "!leaderboard 0")
-    assert post.content == "`page` must be a whole number of at least 1. Usage: `!leaderboard [page=1]`"
+    assert post.content == "`page` must be a whole number from 1 to 100,000. Usage: `!leaderboard [page=1]`"
 
 
 async def test_prefix_is_shown_to_anyone(world, tally):
