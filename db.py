@@ -210,8 +210,7 @@ def _hold_exclusive(path: Path) -> int:
         os.close(fd)
         pid = f" (pid {holder})" if holder.isdigit() else ""
         raise DatabaseRefused(
-            f"another Tally is using this database{pid}: {path}; stop it first, or give this one "
-            "its own DATABASE_PATH"
+            f"another Tally is using this database{pid}: {path}; stop it first, or give this one its own DATABASE_PATH"
         ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
