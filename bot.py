@@ -335,10 +335,20 @@ class Leveling(commands.Cog):
 class TallyHelp(commands.HelpCommand):
     """Every command with its usage and one-line summary."""
 
+    def get_destination(self) -> commands.Context:
+        return self.context  # a TallyContext: the reply is cut to Discord's limits
+
     async def send_bot_help(self, mapping) -> None:
+        await self._send_list("**Tally commands**", self.context.bot.commands)
+
+    async def send_cog_help(self, cog: commands.Cog) -> None:
+        """``help Economy``: the commands of one group, as the full list shows them."""
+        await self._send_list(f"**{cog.qualified_name}**: {cog.description}", cog.get_commands())
+
+    async def _send_list(self, title: str, commands_: list[commands.Command]) -> None:
         prefix = self.context.clean_prefix
-        lines = ["**Tally commands**"]
-        for command in await self.filter_commands(self.context.bot.commands, sort=True):
+        lines = [title]
+        for command in await self.filter_commands(commands_, sort=True):
             lines.append(f"{invocation(prefix, command)}: {command.short_doc}")
         lines.append(f"Type `{prefix}help <command>` for more about one command.")
         await self.get_destination().send("\n".join(lines))
@@ -361,6 +371,9 @@ class TallyHelp(commands.HelpCommand):
 
     async def command_not_found(self, string: str) -> str:
         return f"No command called {plain(string, 50)}."
+
+    async def subcommand_not_found(self, command: commands.Command, string: str) -> str:
+        return f"`{command.qualified_name}` has no subcommand called {plain(string, 50)}."
 
 
 # -- the process --------------------------------------------------------------------

@@ -183,6 +183,7 @@ def backups_of(path: Path) -> list[Path]:
 
 
 def _damaged(path: Path, problem: str) -> DatabaseRefused:
+    problem = " ".join(problem.replace("*** in database main ***", "").split())[:300]  # one line
     found = backups_of(path)
     where = f"the newest is {found[0]}" if found else f"none found in {path.parent}"
     return DatabaseRefused(
@@ -299,7 +300,7 @@ class Database:
                 "or at a new file name"
             ) from exc
         if problems != ["ok"]:
-            raise _damaged(path, "; ".join(problems)[:300])
+            raise _damaged(path, "; ".join(problems))
 
         if version > schema_version:
             raise DatabaseRefused(

@@ -94,6 +94,9 @@ class BotProcess:
         self.env = env
         self.process: asyncio.subprocess.Process | None = None
         self.log_path = folder / "tally.log"
+        self._lines: list[str] = []  # this run's output, as it arrives
+        self._output = asyncio.Condition()
+        self._reader: asyncio.Task[None] | None = None
 
     @property
     def database_path(self) -> Path:
@@ -101,23 +104,51 @@ class BotProcess:
 
     async def start(self, wait_ready: bool = True) -> BotProcess:
         self.fake.ready_session = None
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
+        self._lines = []
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             str(LAUNCHER),
             cwd=self.folder,
             env=self.env,
             stdin=asyncio.subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
-        log.close()
+        self._reader = asyncio.create_task(self._read_output(self.process.stdout))
         if wait_ready:
             await self.fake.wait_until_ready()
         return self
 
+    async def _read_output(self, stream: asyncio.StreamReader) -> None:
+        """Keep the process's output in the log file and tell waiters about each line."""
+        with open(self.log_path, "ab") as log:
+            async for line in stream:
+                log.write(line)
+                log.flush()
+                async with self._output:
+                    self._lines.append(line.decode(errors="replace"))
+                    self._output.notify_all()
+
+    async def wait_for_log(self, text: str, timeout: float = 20.0) -> str:
+        """Wait until this run prints a line containing ``text``; return the line."""
+
+        async def waiting() -> str:
+            async with self._output:
+                while True:
+                    for line in self._lines:
+                        if text in line:
+                            return line
+                    await self._output.wait()
+
+        try:
+            return await asyncio.wait_for(waiting(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"the bot did not log {text!r} within {timeout} s") from None
+
     async def wait(self, timeout: float = 20.0) -> int:
-        return await asyncio.wait_for(self.process.wait(), timeout)
+        code = await asyncio.wait_for(self.process.wait(), timeout)
+        await asyncio.wait_for(self._reader, timeout)  # the log is complete once the output is read
+        return code
 
     async def stop(self, signum: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         """Send ``signum`` and wait for the exit code."""

@@ -10,10 +10,19 @@ What it speaks
   4004 and 4014), HEARTBEAT/ACK, READY, GUILD_CREATE, MESSAGE_CREATE (with
   ``member`` beside ``author``, and content stripped without the Message
   Content intent), REQUEST_GUILD_MEMBERS -> GUILD_MEMBERS_CHUNK, RESUME with
-  replay of missed events, and ``zlib-stream`` or ``zstd-stream`` transport
-  compression as the client asks in the query string.
+  replay of missed events (INVALID_SESSION for an unknown session or a wrong
+  token), and ``zlib-stream`` or ``zstd-stream`` transport compression as the
+  client asks in the query string. :meth:`FakeDiscord.revoke_token` plays the
+  owner resetting the token in the Developer Portal: live sockets close with
+  4004 and REST answers 401.
   REST: /users/@me, /oauth2/applications/@me, posting messages (with Discord's
-  permission rules: 50001/50013), creating DM channels, fetching members.
+  permission rules: 50001/50013, and its documented message limits, refused
+  with 400/50035 and Discord's nested ``errors``: content up to 2,000
+  characters; up to 10 embeds; per embed a title up to 256, a description up
+  to 4,096, up to 25 fields, each with a name (up to 256) and a value (up to
+  1,024), footer text up to 2,048, author name up to 256; and up to 6,000 of
+  those characters across all of a message's embeds; see
+  :func:`message_problems`), creating DM channels, fetching members.
   Every other route answers 404 and is listed in ``unknown_routes``.
 
 What it records
@@ -313,6 +322,94 @@ def pinged(content: str, allowed: dict[str, Any] | None, guild: Guild | None) ->
     }
 
 
+# Message limits (https://discord.com/developers/docs/resources/message#embed-object-embed-limits)
+MAX_CONTENT_LENGTH = 2000
+MAX_EMBEDS = 10
+MAX_FIELDS = 25
+MAX_EMBED_TOTAL = 6000  # title, description, field names and values, footer text, author name: all embeds together
+EMBED_TEXT_LIMITS = {"title": 256, "description": 4096}
+EMBED_PART_LIMITS = {("footer", "text"): 2048, ("author", "name"): 256}
+FIELD_LIMITS = {"name": 256, "value": 1024}
+
+
+def _errors(code: str, message: str) -> dict[str, Any]:
+    """One leaf of Discord's nested form errors."""
+    return {"_errors": [{"code": code, "message": message}]}
+
+
+def _too_long(limit: int) -> dict[str, Any]:
+    return _errors("BASE_TYPE_MAX_LENGTH", f"Must be {limit} or fewer in length.")
+
+
+def _visible_length(text: Any) -> int:
+    """Characters Discord counts: leading and trailing whitespace is trimmed first."""
+    return len(str(text or "").strip())
+
+
+def embed_length(embed: dict[str, Any]) -> int:
+    """An embed's share of the 6,000 characters a message's embeds may hold together."""
+    parts = [embed.get(key) for key in EMBED_TEXT_LIMITS]
+    parts += [(embed.get(part) or {}).get(key) for part, key in EMBED_PART_LIMITS]
+    parts += [f.get(key) for f in embed.get("fields") or [] for key in FIELD_LIMITS]
+    return sum(_visible_length(text) for text in parts)
+
+
+def _embed_problems(embed: dict[str, Any]) -> dict[str, Any]:
+    problems: dict[str, Any] = {}
+    for key, limit in EMBED_TEXT_LIMITS.items():
+        if _visible_length(embed.get(key)) > limit:
+            problems[key] = _too_long(limit)
+    for (part, key), limit in EMBED_PART_LIMITS.items():
+        if _visible_length((embed.get(part) or {}).get(key)) > limit:
+            problems[part] = {key: _too_long(limit)}
+    fields = embed.get("fields") or []
+    field_problems: dict[str, Any] = {}
+    if len(fields) > MAX_FIELDS:
+        field_problems.update(_too_long(MAX_FIELDS))
+    for index, f in enumerate(fields):
+        this_field: dict[str, Any] = {}
+        for key, limit in FIELD_LIMITS.items():
+            length = _visible_length(f.get(key))
+            if length == 0:  # missing, or empty: see message_problems
+                this_field[key] = _errors("BASE_TYPE_REQUIRED", "This field is required")
+            elif length > limit:
+                this_field[key] = _too_long(limit)
+        if this_field:
+            field_problems[str(index)] = this_field
+    if field_problems:
+        problems["fields"] = field_problems
+    return problems
+
+
+def message_problems(content: str, embeds: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Discord's nested ``errors`` for a message that breaks its documented limits, or None.
+
+    Each problem sits at the path of what broke it, as Discord reports it:
+    ``{"embeds": {"0": {"fields": {"3": {"value": {"_errors": [...]}}}}}}``.
+    The 6,000-character total is reported on ``embeds`` itself.
+
+    A field whose name or value is missing is refused by Discord. One that is
+    empty (or only whitespace) is refused here too, although Discord has been
+    seen to accept empty strings since about 2024 (undocumented either way):
+    the fake stays on the strict side, so a post it accepts is one Discord accepts.
+    """
+    errors: dict[str, Any] = {}
+    if len(content) > MAX_CONTENT_LENGTH:
+        errors["content"] = _too_long(MAX_CONTENT_LENGTH)
+    if len(embeds) > MAX_EMBEDS:
+        errors["embeds"] = _too_long(MAX_EMBEDS)
+        return errors
+    embed_errors: dict[str, Any] = {}
+    for index, embed in enumerate(embeds):
+        if problems := _embed_problems(embed):
+            embed_errors[str(index)] = problems
+    if sum(embed_length(embed) for embed in embeds) > MAX_EMBED_TOTAL:
+        embed_errors.update(_errors("MAX_EMBED_SIZE_EXCEEDED", f"Embed size exceeds maximum size of {MAX_EMBED_TOTAL}"))
+    if embed_errors:
+        errors["embeds"] = embed_errors
+    return errors or None
+
+
 @dataclass
 class Post:
     """A message the bot posted."""
@@ -589,6 +686,8 @@ class FakeDiscord:
 
     async def _resume(self, socket: _Socket, data: dict[str, Any]) -> Session | None:
         session = self.sessions.get(data.get("session_id"))
+        # Discord answers a RESUME it cannot honour, an unknown session or a wrong token alike,
+        # with INVALID_SESSION (d: false); the client then IDENTIFYs, and a wrong token gets 4004 there.
         if session is None or data.get("token") != self.token:
             await socket.send({"op": OP_INVALID_SESSION, "d": False, "s": None, "t": None})
             return None
@@ -627,6 +726,21 @@ class FakeDiscord:
         if wanted:
             chunk["not_found"] = [str(u) for u in wanted - {m.user.id for m in found}]
         await self._send_dispatch(session, "GUILD_MEMBERS_CHUNK", chunk)
+
+    async def revoke_token(self) -> None:
+        """The owner resets the token in the Developer Portal while the bot runs.
+
+        The old token stops working: REST answers 401 and IDENTIFY is closed with
+        4004. Every session ends (none can be RESUMEd) and each live socket is
+        closed with 4004, "Authentication failed.", as Discord does.
+        """
+        self.token = f"fake.bot.token-reset-in-the-portal-{snowflake():x}"
+        sessions, self.sessions = self.sessions, {}
+        for session in sessions.values():
+            if session.socket is not None:
+                socket, session.socket = session.socket, None
+                await socket.ws.close(code=4004, message=b"Authentication failed.")
+        await self._notify()
 
     async def drop_connection(self, code: int = 4000) -> None:
         """Close the bot's socket as a network blip would; the bot should RESUME."""
@@ -820,8 +934,8 @@ class FakeDiscord:
         embeds = body.get("embeds") or []
         if not content and not embeds:
             return error_response(400, 50006, "Cannot send an empty message")
-        if len(content) > 2000:
-            return error_response(400, 50035, "Invalid Form Body")
+        if problems := message_problems(content, embeds):
+            return json_response({"code": 50035, "message": "Invalid Form Body", "errors": problems}, 400)
         allowed = body.get("allowed_mentions")
         data = self._message_payload(channel, self.bot_user, content)
         data["embeds"] = embeds
