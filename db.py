@@ -199,6 +199,7 @@ def _hold_exclusive(path: Path) -> int:
     (closing any descriptor of the database would drop SQLite's own locks).
     The kernel releases it when the process ends, even by SIGKILL.
     """
+    path = path.resolve()  # one lock file per real file, whichever path or link names it
     lock_path = path.with_name(path.name + ".lock")
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
