@@ -23,7 +23,7 @@ from dotenv import load_dotenv
 import levels
 from chat import YOU, Page, TallyContext, only_pages, plain, safe_send
 from config import ConfigError, Settings, load_settings, prefix_problem
-from db import Database, DatabaseRefused
+from db import Database, DatabaseBusy, DatabaseRefused
 from xp import XpTracker
 
 log = logging.getLogger("tally")
@@ -170,6 +170,12 @@ class Tally(commands.Bot):
                 # when posting is what failed, safe_send logs the channel.
                 await safe_send(
                     ctx.channel, "Discord refused that: I'm missing a permission here, or my role is too low."
+                )
+                return
+            if isinstance(original, DatabaseBusy):  # another program holds the database (a backup): nothing was changed
+                log.warning("command %s in guild %s: the database is busy", ctx.command, getattr(ctx.guild, "id", None))
+                await safe_send(
+                    ctx.channel, "The database is busy right now; nothing was changed. Try again in a minute."
                 )
                 return
             log.error(

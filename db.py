@@ -57,6 +57,10 @@ class DatabaseRefused(Exception):
     """The database file cannot be used; the message says why and what to do."""
 
 
+class DatabaseBusy(Exception):
+    """Another program held the database's write lock past the busy timeout; nothing was changed."""
+
+
 class XpGain(NamedTuple):
     """XP a member earned since the last flush, and the level-up coins it brought."""
 
@@ -359,9 +363,18 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction at a time: BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error."""
+        """One write transaction at a time: BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error.
+
+        Raises DatabaseBusy when another program holds the write lock longer
+        than the busy timeout (a backup tool, say): then nothing was changed.
+        """
         async with self._write_lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                await self._conn.execute("BEGIN IMMEDIATE")  # waits up to the busy timeout for the lock
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) or "busy" in str(exc):
+                    raise DatabaseBusy(str(exc)) from exc
+                raise
             try:
                 yield self._conn
             except BaseException:

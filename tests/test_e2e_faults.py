@@ -87,6 +87,17 @@ async def test_level_up_coins_pending_at_shutdown_are_saved_with_their_xp(world,
     assert stored_xp(tmp_path, world.guild.id) == {world.alice.id: 200}
 
 
+async def test_a_command_that_writes_while_the_database_is_locked_says_so_and_changes_nothing(world, tally, tmp_path):
+    bot = await tally()
+    with write_locked(tmp_path):
+        post = await world.ask(world.mod, "!prefix ?", timeout=20)
+        assert post.content == "The database is busy right now; nothing was changed. Try again in a minute."
+    post = await world.ask(world.mod, "!prefix ?")
+    assert post.content.startswith("Prefix set to `?`")
+    assert await bot.stop() == 0
+    assert "Traceback" not in bot.log
+
+
 # -- 3 to 6: the database file at start ------------------------------------------------
 
 
