@@ -228,6 +228,16 @@ async def test_help_lists_every_command_with_usage_and_summary(world, tally):
     assert post.content.startswith("`!leaderboard [page=1]` (also: lb, top)")
 
 
+async def test_help_for_a_group_of_commands_or_a_missing_subcommand_answers(world, tally):
+    await tally()
+    post = await world.ask(world.alice, "!help Economy")
+    assert post.content.startswith("**Economy**: Coins you cannot cheat.")
+    assert "`!transfer <member> <amount>`: Give some of your coins" in post.content
+    assert "`!level" not in post.content
+    post = await world.ask(world.alice, "!help coins " + "x" * 1990)
+    assert post.content == "`coins` has no subcommand called " + "x" * 49 + "…."
+
+
 async def test_commands_in_dms_say_they_only_work_in_a_server(world, tally):
     await tally()
     count = len(world.fake.posts)
