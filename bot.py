@@ -74,7 +74,7 @@ class Tally(commands.Bot):
         )
         self.guild_prefixes: dict[int, str] = {}
         self._shutdown: asyncio.Task[None] | None = None
-        self.lost_at_shutdown = 0  # members whose pending XP could not be saved
+        self.unsaved_at_shutdown = 0  # members whose pending XP the database would not take at shutdown
 
     async def setup_hook(self) -> None:
         self.guild_prefixes = await self.db.prefixes()
@@ -153,9 +153,16 @@ class Tally(commands.Bot):
     async def _shut_down(self) -> None:
         log.info("shutting down")
         await super().close()
-        self.lost_at_shutdown = await self.xp.stop(within=self.settings.shutdown_save_seconds)
+        unsaved = await self.xp.stop(within=self.settings.shutdown_save_seconds)
+        self.unsaved_at_shutdown = len(unsaved)
+        if unsaved:
+            try:
+                kept = self.db.keep_unsaved(unsaved)
+                log.error("kept that XP in %s: Tally adds it to the database at its next start", kept)
+            except OSError as exc:
+                log.error("LOST: the XP of %d members could not be kept either (%s)", len(unsaved), exc.strerror)
         await self.db.close()
-        if not self.lost_at_shutdown:
+        if not unsaved:
             log.info("shut down cleanly")
 
     async def on_command_error(self, ctx: commands.Context[Tally], error: commands.CommandError) -> None:
@@ -445,7 +452,7 @@ async def run(settings: Settings) -> int:
             code = EXIT_FAILED
     finally:
         await bot.close()  # waits for the whole shutdown (pending XP saved first), whoever started it
-    if bot.lost_at_shutdown:
+    if bot.unsaved_at_shutdown:
         return EXIT_FAILED
     return code
 

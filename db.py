@@ -278,7 +278,10 @@ class Database:
             if lock_fd is not None:
                 os.close(lock_fd)
             raise
-        return cls(conn, path, lock_fd)
+        db = cls(conn, path, lock_fd)
+        if exclusive:  # only the one process that owns the file adds what an earlier one could not
+            await db._add_unsaved()
+        return db
 
     @staticmethod
     async def _prepare(
@@ -353,6 +356,45 @@ class Database:
             raise DatabaseRefused(
                 f"{path} claims schema version {version} but lacks {', '.join(missing)}; restore a backup"
             )
+
+    # -- XP a shutdown could not write ----------------------------------------------
+
+    @property
+    def unsaved_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".unsaved.json")
+
+    def keep_unsaved(self, gains: list[XpGain]) -> Path:
+        """Write gains the database would not take to a file beside it; the next start adds them.
+
+        Merged with any such file already there; replaced atomically, so a
+        crash while writing leaves the previous file whole.
+        """
+        path = self.unsaved_path
+        rows = [list(gain) for gain in gains]
+        if path.exists():
+            rows = json.loads(path.read_text(encoding="utf-8")) + rows
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(json.dumps(rows), encoding="utf-8")
+        os.replace(partial, path)
+        return path
+
+    async def _add_unsaved(self) -> None:
+        """Add the XP an earlier shutdown kept in a file, then remove the file."""
+        path = self.unsaved_path
+        if not path.exists():
+            return
+        try:
+            gains = [XpGain(*row) for row in json.loads(path.read_text(encoding="utf-8"))]
+        except (ValueError, TypeError) as exc:
+            log.error("cannot read %s (%s); it is left as it is: fix or remove it", path, exc)
+            return
+        try:
+            await self.add_xp(gains)
+        except Exception:
+            log.exception("could not add the XP kept in %s; it is kept for the next start", path)
+            return
+        path.unlink()
+        log.info("added the XP of %d members that the last shutdown kept in %s", len(gains), path)
 
     async def close(self) -> None:
         async with self._write_lock:  # let a write in progress finish first

@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from sortedcontainers import SortedList
 
@@ -277,20 +277,11 @@ class XpTracker:
         arrived meanwhile) and the error is logged once until a flush succeeds.
         """
         async with self._flush_lock:
-            batch: list[_Batch] = []
-            for guild_id, guild in self._guilds.items():
-                if guild.pending or guild.coins:
-                    batch.append((guild_id, guild.pending, guild.names, guild.coins))
-                    guild.pending, guild.names, guild.coins = {}, {}, {}
+            batch = self._detach()
             if not batch:
                 return 0
-            seen_at = int(time.time())
             count = sum(len(pending.keys() | coins.keys()) for _, pending, _, coins in batch)
-            gains = (  # read in the database's worker thread: the batch is detached from the guilds
-                XpGain(guild_id, user_id, pending.get(user_id, 0), names[user_id], seen_at, coins.get(user_id, 0))
-                for guild_id, pending, names, coins in batch
-                for user_id in pending.keys() | coins.keys()
-            )
+            gains = _gains(batch)  # read in the database's worker thread: the batch is detached from the guilds
             self._coins_in_flight = {guild_id for guild_id, _, _, coins in batch if coins}
             try:
                 await self.db.add_xp(gains)
@@ -310,6 +301,15 @@ class XpTracker:
                 self.flushes += 1
                 self._flushed.notify_all()
             return count
+
+    def _detach(self) -> list[_Batch]:
+        """Take every guild's pending gains out of memory, for one write."""
+        batch = []
+        for guild_id, guild in self._guilds.items():
+            if guild.pending or guild.coins:
+                batch.append((guild_id, guild.pending, guild.names, guild.coins))
+                guild.pending, guild.names, guild.coins = {}, {}, {}
+        return batch
 
     async def wait_for_flushes(self, count: int) -> None:
         """Wait until ``count`` flushes have written something (for tests and tools)."""
@@ -344,12 +344,13 @@ class XpTracker:
                 await asyncio.shield(self.flush())
             self.prune()
 
-    async def stop(self, within: float = 30.0) -> int:
-        """Stop the flusher and write what is pending; returns how many members' XP is lost.
+    async def stop(self, within: float = 30.0) -> list[XpGain]:
+        """Stop the flusher and write what is pending; returns the gains that could not be written.
 
         Waits for a flush that is running, then keeps trying while the database
-        is busy or failing, for ``within`` seconds. Past that it gives up and
-        says loudly, per guild, what could not be saved (0 means nothing lost).
+        is busy or failing, for ``within`` seconds. Past that it gives up, says
+        loudly per guild what it could not write, and hands those gains back
+        (an empty list: everything was saved).
         """
         if self._flusher is not None:
             self._flusher.cancel()
@@ -364,7 +365,7 @@ class XpTracker:
         while True:
             try:
                 await self.flush()  # waits for the flush in progress first: they share one lock
-                return 0
+                return []
             except Exception:
                 pass  # flush() logged it
             if loop.time() + delay >= deadline:
@@ -376,15 +377,25 @@ class XpTracker:
             )
             await asyncio.sleep(delay)  # a retry timer
             delay = min(delay * 2, 2.0)
-        for guild_id, guild in self._guilds.items():
-            if guild.pending or guild.coins:
-                log.error(
-                    "LOST: %d XP of %d members in guild %s (and %d level-up coins) could not be saved",
-                    sum(guild.pending.values()),
-                    len(guild.pending),
-                    guild_id,
-                    sum(guild.coins.values()),
-                )
-        lost = self.pending_count
-        log.error("giving up after %.0f s: the XP of %d members could not be saved; see the lines above", within, lost)
-        return lost
+        batch = self._detach()
+        for guild_id, pending, _, coins in batch:
+            log.error(
+                "NOT SAVED: %d XP of %d members in guild %s (and %d level-up coins)",
+                sum(pending.values()),
+                len(pending),
+                guild_id,
+                sum(coins.values()),
+            )
+        unsaved = list(_gains(batch))
+        log.error(
+            "giving up after %.0f s: the XP of %d members could not be written to the database", within, len(unsaved)
+        )
+        return unsaved
+
+
+def _gains(batch: list[_Batch]) -> Iterator[XpGain]:
+    """The detached gains as rows to write: XP and level-up coins per member."""
+    seen_at = int(time.time())
+    for guild_id, pending, names, coins in batch:
+        for user_id in pending.keys() | coins.keys():
+            yield XpGain(guild_id, user_id, pending.get(user_id, 0), names[user_id], seen_at, coins.get(user_id, 0))

@@ -222,3 +222,48 @@ async def test_a_foundation_database_is_upgraded_to_coins_and_cases_keeping_ever
     await db.close()
     assert user_version(path) == 2
     assert len(list(tmp_path.glob("tally.db.v1-*.bak"))) == 1
+
+
+async def test_xp_a_shutdown_could_not_write_is_kept_merged_and_added_once_at_the_next_start(tmp_path):
+    path = tmp_path / "tally.db"
+    db = await Database.open(path, exclusive=True)
+    db.keep_unsaved([XpGain(GUILD, 1, 10, "alice", 0, 5)])
+    kept = db.keep_unsaved([XpGain(GUILD, 1, 3, "alice", 0), XpGain(GUILD, 2, 7, "bob", 0)])
+    await db.close()
+    assert kept == tmp_path / "tally.db.unsaved.json"
+
+    other = await Database.open(path)  # a tool's connection leaves the file to the bot
+    assert await other.guild_xp(GUILD) == []
+    await other.close()
+
+    db = await Database.open(path, exclusive=True)
+    assert sorted(await db.guild_xp(GUILD)) == [(1, 13), (2, 7)]
+    assert await db.balance(GUILD, 1) == 5
+    assert not kept.exists()
+    await db.close()
+    db = await Database.open(path, exclusive=True)  # added once, not at every start
+    assert sorted(await db.guild_xp(GUILD)) == [(1, 13), (2, 7)]
+    await db.close()
+
+
+async def test_an_unreadable_unsaved_xp_file_is_left_alone_and_start_up_goes_on(tmp_path, caplog):
+    path = tmp_path / "tally.db"
+    kept = tmp_path / "tally.db.unsaved.json"
+    kept.write_text("[[1, 2")
+    db = await Database.open(path, exclusive=True)
+    assert await db.guild_xp(GUILD) == []
+    await db.close()
+    assert kept.read_text() == "[[1, 2"
+    assert "cannot read" in caplog.text and "fix or remove it" in caplog.text
+
+
+async def test_a_second_exclusive_open_of_one_file_is_refused_naming_the_first_process(tmp_path):
+    import os
+
+    path = tmp_path / "tally.db"
+    first = await Database.open(path, exclusive=True)
+    with pytest.raises(DatabaseRefused, match=f"another Tally is using this database \\(pid {os.getpid()}\\)"):
+        await Database.open(tmp_path / "." / "tally.db", exclusive=True)
+    await first.close()
+    second = await Database.open(path, exclusive=True)  # released at close
+    await second.close()

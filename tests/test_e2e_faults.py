@@ -50,16 +50,26 @@ async def test_sigterm_while_a_flush_waits_on_a_locked_database_saves_everything
     assert "shut down cleanly" in bot.log
 
 
-async def test_a_database_locked_past_the_shutdown_bound_exits_1_naming_what_is_lost(world, tally, tmp_path):
-    bot = await tally(XP_FLUSH_SECONDS="60", SHUTDOWN_SAVE_SECONDS="1")
-    await world.say(world.alice, "one")
-    await world.say(world.bob, "two")
-    await world.ask(world.alice, "!level")
+async def test_a_lock_held_past_the_shutdown_bound_exits_1_and_the_next_start_adds_the_xp(world, tally, tmp_path):
+    bot = await tally(XP_FLUSH_SECONDS="60", SHUTDOWN_SAVE_SECONDS="1", XP_PER_MESSAGE="100", COINS_PER_LEVEL="9")
     with write_locked(tmp_path):
+        await world.say(world.alice, "one")
+        await world.ask(world.bob, "two")  # both reach level 2: 9 coins each, queued with their XP
+        await world.ask(world.alice, "!level")
         assert await bot.stop(timeout=30) == 1
-    assert f"LOST: 10 XP of 2 members in guild {world.guild.id}" in bot.log
-    assert "giving up after 1 s: the XP of 2 members could not be saved" in bot.log
+    assert f"NOT SAVED: 200 XP of 2 members in guild {world.guild.id} (and 18 level-up coins)" in bot.log
+    assert "giving up after 1 s: the XP of 2 members could not be written to the database" in bot.log
+    assert "kept that XP in data/tally.db.unsaved.json" in bot.log
     assert "shut down cleanly" not in bot.log
+    assert stored_xp(tmp_path, world.guild.id) == {}
+
+    again = await tally()  # the lock is gone: the next start adds what was kept
+    assert (tmp_path / "data" / "tally.db.unsaved.json").exists() is False
+    assert stored_xp(tmp_path, world.guild.id) == {world.alice.id: 100, world.bob.id: 100}
+    post = await world.ask(world.bob, "!balance")
+    assert post.content == "You have 9 coins."
+    assert await again.stop() == 0
+    assert "added the XP of 2 members that the last shutdown kept in data/tally.db.unsaved.json" in again.log
 
 
 async def test_a_level_up_while_the_database_is_locked_keeps_its_coins_and_its_announcement(world, tally, tmp_path):

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from db import Database
+from db import Database, DatabaseBusy
 from xp import GuildBoard, XpTracker
 
 GUILD = 222222222222222222
@@ -77,7 +77,7 @@ async def test_a_failed_flush_keeps_the_xp_logs_once_and_a_later_flush_saves_it(
     blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock: "database is locked"
     with caplog.at_level(logging.ERROR, logger="xp"):
         for _ in range(3):
-            with pytest.raises(sqlite3.OperationalError):
+            with pytest.raises(DatabaseBusy):
                 await t.flush()
             await t.award(GUILD, 1, "alice")  # more XP arrives while the database is stuck
     assert len([r for r in caplog.records if "could not save XP" in r.getMessage()]) == 1
