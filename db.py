@@ -357,6 +357,13 @@ class Database:
                 f"{path} claims schema version {version} but lacks {', '.join(missing)}; restore a backup"
             )
 
+    async def wait_for_lock_at_most(self, seconds: float) -> None:
+        """How long a write waits for another program's lock from now on (shutdown shortens it).
+
+        PRAGMA takes no placeholders: the value is an integer computed here, never input.
+        """
+        await self._conn.execute(f"PRAGMA busy_timeout = {max(1, int(seconds * 1000))}")
+
     # -- XP a shutdown could not write ----------------------------------------------
 
     @property

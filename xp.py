@@ -364,6 +364,8 @@ class XpTracker:
         delay = 0.1
         while True:
             try:
+                # no single try may wait on a lock past the deadline (5 s otherwise)
+                await self.db.wait_for_lock_at_most(min(5.0, max(0.05, deadline - loop.time())))
                 await self.flush()  # waits for the flush in progress first: they share one lock
                 return []
             except Exception:

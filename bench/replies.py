@@ -5,7 +5,9 @@ limit)``, which cuts the text to ``limit`` characters first and escapes
 markdown and mentions afterwards. discord.py's ``escape_markdown`` is a regex
 with backtracking alternatives (links ``[...](...)`` and ``<scheme:/...>``):
 on crafted text its cost grows with the square, for links with the cube, of
-the length, so what matters is how long the text still is when it is escaped.
+the length. ``chat.plain`` therefore cuts first and escapes with a
+character table of its own (linear in the text); the "old" variant below is
+discord.py's escaping of the whole text, cut afterwards, as Tally did before.
 The target: under 5 ms of loop time for every reply to a 2,000-character
 argument.
 
