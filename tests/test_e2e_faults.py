@@ -139,33 +139,33 @@ async def _a_database(folder: Path) -> Path:
     return path
 
 
-async def test_a_read_only_database_file_is_refused_at_start_naming_the_file(world, tally, tmp_path):
-    path = await _a_database(tmp_path)
-    before = path.read_bytes()
-    path.chmod(0o444)
+async def start_refused_while(tally, path: Path, mode: int):
+    """Start the bot while ``path`` has ``mode``; it must exit 2. Returns the run."""
+    kept = path.stat().st_mode
+    path.chmod(mode)
     try:
         bot = await tally(wait_ready=False)
         assert await bot.wait() == 2
     finally:
-        path.chmod(0o644)
-    assert "data/tally.db is read-only: Tally must write to it" in bot.log
+        path.chmod(kept)
     assert "Traceback" not in bot.log
+    return bot
+
+
+async def test_a_read_only_database_file_is_refused_at_start_naming_the_file(world, tally, tmp_path):
+    path = await _a_database(tmp_path)
+    before = path.read_bytes()
+    bot = await start_refused_while(tally, path, 0o444)
+    assert "data/tally.db is read-only: Tally must write to it" in bot.log
     assert path.read_bytes() == before
     assert world.fake.identifies == []
 
 
 async def test_a_database_in_a_read_only_folder_is_refused_as_such(world, tally, tmp_path):
-    await _a_database(tmp_path)
-    folder = tmp_path / "data"
-    folder.chmod(0o555)
-    try:
-        bot = await tally(wait_ready=False)
-        assert await bot.wait() == 2
-    finally:
-        folder.chmod(0o755)
+    path = await _a_database(tmp_path)
+    bot = await start_refused_while(tally, path.parent, 0o555)
     assert "the folder data is not writable: SQLite must create its journal files" in bot.log
     assert "not a SQLite database" not in bot.log
-    assert "Traceback" not in bot.log
 
 
 async def test_a_damaged_page_is_refused_at_start_saying_where_the_backups_are(world, tally, tmp_path):
