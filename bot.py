@@ -424,16 +424,33 @@ EXIT_FAILED = 1  # something unexpected, or pending XP could not be saved at shu
 
 
 async def run(settings: Settings) -> int:
-    """Open the database, run the bot until a signal or a fatal error; the exit code."""
+    """Open the database, run the bot until a signal or a fatal error; the exit code.
+
+    SIGINT and SIGTERM are handled from the first moment: one that arrives
+    while the database opens or while Tally logs in still ends in a clean
+    shutdown and exit code 0, never a traceback.
+    """
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    bot: Tally | None = None
+
+    def stop() -> None:
+        stopping.set()
+        if bot is not None:
+            asyncio.ensure_future(bot.close())
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop)
     try:
         db = await Database.open(settings.database_path, exclusive=True)
     except DatabaseRefused as exc:
         log.error("cannot use the database: %s", exc)
         return EXIT_OWNER_MUST_FIX
+    if stopping.is_set():  # a signal while the database was being checked
+        await db.close()
+        log.info("stopped before connecting to Discord")
+        return 0
     bot = Tally(settings, db)
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, lambda: asyncio.ensure_future(bot.close()))
     code = 0
     try:
         await bot.start(settings.token)
@@ -450,6 +467,11 @@ async def run(settings: Settings) -> int:
         else:
             log.error("Discord closed the connection for good (close code %s: %s)", exc.code, exc.reason or "no reason")
             code = EXIT_FAILED
+    except Exception:
+        if not stopping.is_set():
+            raise
+        # closing mid-login pulls the connection from under discord.py: the stop was asked for
+        log.info("stopped while connecting to Discord")
     finally:
         await bot.close()  # waits for the whole shutdown (pending XP saved first), whoever started it
     if bot.unsaved_at_shutdown:

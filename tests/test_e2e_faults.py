@@ -284,3 +284,20 @@ async def test_a_token_revoked_while_running_exits_2_with_the_portal_line_after_
     assert "Traceback" not in bot.log
     assert world.fake.token not in bot.log
     assert stored_xp(tmp_path, world.guild.id) == {world.alice.id: 15}
+
+
+# -- signals at awkward moments ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("moment", ["creating a new database", "logging in using static token"])
+async def test_a_signal_while_starting_up_ends_cleanly_with_exit_0(world, tally, tmp_path, signal_name, moment):
+    bot = await tally(wait_ready=False)
+    await bot.wait_for_log(moment)
+    bot.process.send_signal(getattr(signal, signal_name))
+    assert await bot.wait() == 0
+    assert "Traceback" not in bot.log
+    again = await tally()  # nothing was left half-done: the file opens, the lock is free
+    post = await world.ask(world.alice, "!prefix")
+    assert post.content.startswith("My prefix here is `!`")
+    assert await again.stop() == 0
