@@ -33,6 +33,7 @@ def test_every_variable_is_read():
             "XP_FLUSH_SECONDS": "2.5",
             "LEVEL_CURVE": "MEE6",
             "LOG_LEVEL": "debug",
+            "SHUTDOWN_SAVE_SECONDS": "45",
         }
     )
     assert (settings.database_path, settings.default_prefix, settings.xp_per_message) == (
@@ -42,6 +43,7 @@ def test_every_variable_is_read():
     )
     assert (settings.xp_cooldown_seconds, settings.xp_flush_seconds) == (0, 2.5)
     assert (settings.level_curve, settings.log_level) == ("mee6", "DEBUG")
+    assert settings.shutdown_save_seconds == 45.0
 
 
 @pytest.mark.parametrize(
@@ -56,6 +58,8 @@ def test_every_variable_is_read():
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR"),
         ("DEFAULT_PREFIX", "/", "DEFAULT_PREFIX is not a valid prefix"),
         ("DEFAULT_PREFIX", "toolong", "DEFAULT_PREFIX is not a valid prefix"),
+        ("DEFAULT_PREFIX", "!\u200b", "DEFAULT_PREFIX is not a valid prefix: a prefix cannot contain control"),
+        ("SHUTDOWN_SAVE_SECONDS", "0", "SHUTDOWN_SAVE_SECONDS must be a number of seconds from 1 to 600"),
     ],
 )
 def test_a_malformed_value_is_refused_with_one_line_naming_the_variable(name, value, expected):
@@ -100,6 +104,9 @@ def test_settings_repr_never_shows_the_token():
         ("<@1>", "mention"),
         ("@", "mention"),
         ("/x", "cannot start with /"),
+        ("\x00", "control or invisible"),
+        ("a\u200d", "control or invisible"),
+        ("\u2800", "control or invisible"),
     ],
 )
 def test_prefix_rules_give_a_reason(prefix, reason):
