@@ -578,20 +578,28 @@ class Database:
     async def claim_daily(
         self, guild_id: int, user_id: int, name: str, amount: int, now: int, period: int = 86400
     ) -> Daily:
-        """Claim the daily coins once per ``period`` seconds; the claim time is stored."""
+        """Claim the daily coins once per ``period`` seconds; the claim time is stored.
+
+        The check and the credit are one statement (the upsert only updates a
+        wallet whose last claim is old enough), so two claims at once, from
+        two processes even, can never both pay.
+        """
         async with self.transaction() as conn:
+            paid = await conn.execute_fetchall(
+                "INSERT INTO wallets (guild_id, user_id, coins, name, last_daily) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (guild_id, user_id) DO UPDATE SET coins = wallets.coins + excluded.coins, "
+                "name = excluded.name, last_daily = excluded.last_daily "
+                "WHERE wallets.last_daily IS NULL OR wallets.last_daily <= ? "
+                "RETURNING coins",
+                (guild_id, user_id, amount, name, now, now - period),
+            )
+            if paid:
+                await self._record(conn, guild_id, None, user_id, amount, "daily", user_id, None)
+                return Daily(True, paid[0][0], now + period)
             rows = await conn.execute_fetchall(
                 "SELECT coins, last_daily FROM wallets WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
             )
-            coins, last = (rows[0][0], rows[0][1]) if rows else (0, None)
-            if last is not None and now < last + period:
-                return Daily(False, coins, last + period)
-            await self._credit(conn, guild_id, user_id, amount, name)
-            await conn.execute(
-                "UPDATE wallets SET last_daily = ? WHERE guild_id = ? AND user_id = ?", (now, guild_id, user_id)
-            )
-            await self._record(conn, guild_id, None, user_id, amount, "daily", user_id, None)
-            return Daily(True, coins + amount, now + period)
+            return Daily(False, rows[0][0], rows[0][1] + period)
 
     async def grant(
         self, guild_id: int, user_id: int, name: str, amount: int, kind: str, actor_id: int, reason: str | None = None
@@ -662,18 +670,20 @@ class Database:
     async def open_case(
         self, guild_id: int, action: str, target_id: int, target_name: str, moderator_id: int, reason: str | None
     ) -> Case:
-        """Record a case under the guild's next case number."""
+        """Record a case under the guild's next case number.
+
+        The number is chosen and taken by one statement; the primary key
+        (guild_id, number) refuses a second writer that chose the same one.
+        """
+        created_at = int(time.time())
         async with self.transaction() as conn:
             rows = await conn.execute_fetchall(
-                "SELECT COALESCE(MAX(number), 0) + 1 FROM cases WHERE guild_id = ?", (guild_id,)
-            )
-            case = Case(rows[0][0], action, target_id, target_name, moderator_id, reason, int(time.time()))
-            await conn.execute(
                 "INSERT INTO cases (guild_id, number, action, target_id, target_name, moderator_id, reason, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (guild_id, *case),
+                "SELECT ?, COALESCE(MAX(number), 0) + 1, ?, ?, ?, ?, ?, ? FROM cases WHERE guild_id = ? "
+                "RETURNING number",
+                (guild_id, action, target_id, target_name, moderator_id, reason, created_at, guild_id),
             )
-            return case
+        return Case(rows[0][0], action, target_id, target_name, moderator_id, reason, created_at)
 
     async def case(self, guild_id: int, number: int) -> Case | None:
         rows = await self._conn.execute_fetchall(

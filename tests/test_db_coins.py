@@ -127,3 +127,32 @@ async def test_cases_are_numbered_per_guild_and_corrections_keep_the_old_reason(
 async def test_concurrent_cases_get_distinct_numbers(db):
     cases = await asyncio.gather(*(db.open_case(GUILD, "warn", 5, "eve", 9, str(i)) for i in range(50)))
     assert sorted(c.number for c in cases) == list(range(1, 51))
+
+
+async def test_daily_claims_at_once_from_two_connections_pay_exactly_once(tmp_path):
+    path = tmp_path / "tally.db"
+    db = await Database.open(path)
+    other = await Database.open(path)  # a second connection, as a second process would have
+    claims = await asyncio.gather(
+        *((db if i % 2 else other).claim_daily(GUILD, 1, "alice", 100, now=1_000_000) for i in range(40))
+    )
+    assert [c.claimed for c in claims].count(True) == 1
+    assert {c.next_claim_at for c in claims} == {1_000_000 + 86400}
+    assert await db.balance(GUILD, 1) == 100
+    await ledger_explains_every_balance(db)
+    await db.close()
+    await other.close()
+
+
+async def test_cases_opened_at_once_from_two_connections_get_distinct_gap_free_numbers(tmp_path):
+    path = tmp_path / "tally.db"
+    db = await Database.open(path)
+    other = await Database.open(path)
+    cases = await asyncio.gather(
+        *((db if i % 2 else other).open_case(GUILD, "warn", 5, "eve", 9, str(i)) for i in range(40))
+    )
+    assert sorted(c.number for c in cases) == list(range(1, 41))
+    for case in cases:
+        assert (await db.case(GUILD, case.number)).reason == case.reason
+    await db.close()
+    await other.close()
