@@ -152,17 +152,23 @@ class Tally(commands.Bot):
 
     async def _shut_down(self) -> None:
         log.info("shutting down")
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         await super().close()
-        unsaved = await self.xp.stop(within=self.settings.shutdown_save_seconds)
-        self.unsaved_at_shutdown = len(unsaved)
-        if unsaved:
-            try:
-                kept = self.db.keep_unsaved(unsaved)
-                log.error("kept that XP in %s: Tally adds it to the database at its next start", kept)
-            except OSError as exc:
-                log.error("LOST: the XP of %d members could not be kept either (%s)", len(unsaved), exc.strerror)
-        await self.db.close()
-        if not unsaved:
+        try:
+            # the bound counts from the signal: the gateway's close already took some of it
+            within = self.settings.shutdown_save_seconds - (loop.time() - began)
+            unsaved = await self.xp.stop(within=max(1.0, within))
+            self.unsaved_at_shutdown = len(unsaved)
+            if unsaved:
+                try:
+                    kept = self.db.keep_unsaved(unsaved)
+                    log.error("kept that XP in %s: Tally adds it to the database at its next start", kept)
+                except Exception as exc:
+                    log.error("LOST: the XP of %d members could not be kept in a file either (%s)", len(unsaved), exc)
+        finally:
+            await self.db.close()
+        if not self.unsaved_at_shutdown:
             log.info("shut down cleanly")
 
     async def on_command_error(self, ctx: commands.Context[Tally], error: commands.CommandError) -> None:
@@ -474,8 +480,8 @@ async def run(settings: Settings) -> int:
         log.info("stopped while connecting to Discord")
     finally:
         await bot.close()  # waits for the whole shutdown (pending XP saved first), whoever started it
-    if bot.unsaved_at_shutdown:
-        return EXIT_FAILED
+    if bot.unsaved_at_shutdown and code != EXIT_OWNER_MUST_FIX:
+        return EXIT_FAILED  # (a revoked token stays 2: restarting would not help)
     return code
 
 

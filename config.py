@@ -43,11 +43,14 @@ class Settings:
 
 # Letters that draw nothing though Unicode does not call them spaces or format characters.
 _BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u180e")
+# Control, format (zero-width, direction marks), surrogate, private-use and unassigned characters,
+# line and paragraph separators, and marks that draw on another character or not at all
+# (combining marks, variation selectors, U+034F): a prefix must be what it looks like.
+_INVISIBLE_CATEGORIES = frozenset(("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Mn", "Me"))
 
 
 def _invisible(ch: str) -> bool:
-    """Control, format (zero-width, direction marks), private-use, unassigned, or blank characters."""
-    return unicodedata.category(ch) in ("Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp") or ch in _BLANK_LETTERS
+    return unicodedata.category(ch) in _INVISIBLE_CATEGORIES or ch in _BLANK_LETTERS
 
 
 def prefix_problem(prefix: str) -> str | None:

@@ -18,6 +18,7 @@ process ends, however it ends).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import itertools
 import json
@@ -218,8 +219,14 @@ def _hold_exclusive(path: Path) -> int:
         raise DatabaseRefused(
             f"another Tally is using this database{pid}: {path}; stop it first, or give this one its own DATABASE_PATH"
         ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError as exc:  # a file system without locks (some network mounts)
+        os.close(fd)
+        raise DatabaseRefused(f"cannot lock {lock_path} ({exc.strerror}): keep the database on a local disk") from exc
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError:
+        pass  # the pid is only a courtesy for the refusal line; the lock is what counts
     return fd
 
 
@@ -366,42 +373,45 @@ class Database:
 
     # -- XP a shutdown could not write ----------------------------------------------
 
-    @property
-    def unsaved_path(self) -> Path:
-        return self.path.with_name(self.path.name + ".unsaved.json")
+    def unsaved_files(self) -> list[Path]:
+        """Files of XP that shutdowns could not write, oldest first."""
+        return sorted(self.path.parent.glob(f"{self.path.name}.unsaved-*.json"))
 
     def keep_unsaved(self, gains: list[XpGain]) -> Path:
-        """Write gains the database would not take to a file beside it; the next start adds them.
+        """Write gains the database would not take to a new file beside it; the next start adds them.
 
-        Merged with any such file already there; replaced atomically, so a
-        crash while writing leaves the previous file whole.
+        A new file for every shutdown (never a merge with an earlier one, which
+        might be unreadable), written whole and synced before it takes its name.
         """
-        path = self.unsaved_path
-        rows = [list(gain) for gain in gains]
-        if path.exists():
-            rows = json.loads(path.read_text(encoding="utf-8")) + rows
+        now = time.time()
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + f"{now % 1:.6f}"[1:]
+        path = self.path.with_name(f"{self.path.name}.unsaved-{stamp}-{os.getpid()}.json")
         partial = path.with_name(path.name + ".partial")
-        partial.write_text(json.dumps(rows), encoding="utf-8")
+        with open(partial, "w", encoding="utf-8") as file:
+            json.dump([list(gain) for gain in gains], file)
+            file.flush()
+            os.fsync(file.fileno())
         os.replace(partial, path)
         return path
 
     async def _add_unsaved(self) -> None:
-        """Add the XP an earlier shutdown kept in a file, then remove the file."""
-        path = self.unsaved_path
-        if not path.exists():
-            return
-        try:
-            gains = [XpGain(*row) for row in json.loads(path.read_text(encoding="utf-8"))]
-        except (ValueError, TypeError) as exc:
-            log.error("cannot read %s (%s); it is left as it is: fix or remove it", path, exc)
-            return
-        try:
-            await self.add_xp(gains)
-        except Exception:
-            log.exception("could not add the XP kept in %s; it is kept for the next start", path)
-            return
-        path.unlink()
-        log.info("added the XP of %d members that the last shutdown kept in %s", len(gains), path)
+        """Add the XP earlier shutdowns kept in files, each in one transaction, then remove the file.
+
+        Never raises: a file that cannot be read or added is left in place and named in the log.
+        """
+        for path in self.unsaved_files():
+            try:
+                gains = _unsaved_gains(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError, TypeError) as exc:
+                log.error("cannot read %s (%s); it is left as it is: fix or remove it", path, exc)
+                continue
+            try:
+                await self.add_xp(gains)
+            except Exception:
+                log.exception("could not add the XP kept in %s; it is kept for the next start", path)
+                continue
+            path.unlink()  # a crash right before this line would add the file again at the next start
+            log.info("added the XP of %d members that a shutdown kept in %s", len(gains), path)
 
     async def close(self) -> None:
         async with self._write_lock:  # let a write in progress finish first
@@ -416,6 +426,9 @@ class Database:
 
         Raises DatabaseBusy when another program holds the write lock longer
         than the busy timeout (a backup tool, say): then nothing was changed.
+        A cancellation at any point (the statements still run in the
+        database's thread) ends in a ROLLBACK queued behind them, so the
+        connection never stays inside a transaction.
         """
         async with self._write_lock:
             try:
@@ -424,12 +437,20 @@ class Database:
                 if "locked" in str(exc) or "busy" in str(exc):
                     raise DatabaseBusy(str(exc)) from exc
                 raise
+            except BaseException:
+                await self._roll_back()
+                raise
             try:
                 yield self._conn
+                await self._conn.execute("COMMIT")
             except BaseException:
-                await self._conn.execute("ROLLBACK")
+                await self._roll_back()
                 raise
-            await self._conn.execute("COMMIT")
+
+    async def _roll_back(self) -> None:
+        """ROLLBACK if a transaction is open once every queued statement has run."""
+        with contextlib.suppress(sqlite3.OperationalError):  # "no transaction is active"
+            await self._conn.execute("ROLLBACK")
 
     # -- guild settings --------------------------------------------------------
 
@@ -745,6 +766,23 @@ class Database:
                     "ON CONFLICT (guild_id) DO UPDATE SET channel_id = excluded.channel_id",
                     (guild_id, channel_id),
                 )
+
+
+def _unsaved_gains(rows: object) -> list[XpGain]:
+    """The gains in a file of unsaved XP; ValueError unless it is exactly what keep_unsaved writes."""
+    if not isinstance(rows, list):
+        raise ValueError("not a list of gains")
+    gains = []
+    for row in rows:
+        if not (isinstance(row, list) and len(row) == len(XpGain._fields)):
+            raise ValueError("a row is not a gain")
+        gain = XpGain(*row)
+        if not all(isinstance(value, int) and value >= 0 for value in (*gain[:3], *gain[4:])):
+            raise ValueError("a gain holds something other than whole numbers")
+        if not isinstance(gain.name, str):
+            raise ValueError("a gain's name is not text")
+        gains.append(gain)
+    return gains
 
 
 def _refusal(path: Path, exc: sqlite3.OperationalError) -> DatabaseRefused | None:

@@ -15,7 +15,7 @@ import discord
 from discord.ext import commands
 
 from chat import MAX_FIELD_VALUE, CaseNumber, Page, lines_within, only_pages, plain, safe_send
-from db import Case
+from db import Case, DatabaseBusy
 
 log = logging.getLogger("tally")
 
@@ -64,7 +64,7 @@ async def member_names(guild: discord.Guild, user_ids: set[int]) -> dict[int, st
             found = await guild.query_members(user_ids=missing[:100], limit=100, cache=True)
         except (TimeoutError, discord.ClientException):
             log.warning("could not look up %d members of guild %s", len(missing), guild.id)
-            found = []
+            return {user_id: names.get(user_id, "unknown") for user_id in user_ids}  # not known to have left
         for member in found:
             names[member.id] = plain(member.display_name)
     return {user_id: names.get(user_id, LEFT) for user_id in user_ids}
@@ -139,8 +139,20 @@ class Moderation(commands.Cog):
             await member.kick(reason=_audit(ctx, reason))
         else:
             await member.ban(reason=_audit(ctx, reason), delete_message_seconds=0)  # keep their messages
-        case = await self._record(ctx, action, member, reason)
-        await ctx.send(f"Case #{case.number}: {VERBS[action][1]} {plain(member.display_name)}.")
+        done = f"{VERBS[action][1]} {plain(member.display_name)}"
+        try:
+            case = await self._record(ctx, action, member, reason)
+        except DatabaseBusy:  # the action happened: say so, and that its case is missing
+            log.warning(
+                "%s of user %s by %s in guild %s has no case: the database was busy",
+                action,
+                member.id,
+                ctx.author.id,
+                ctx.guild.id,
+            )
+            await ctx.send(f"I {done}, but the database was busy, so no case was recorded. Use `warn` to note it.")
+            return
+        await ctx.send(f"Case #{case.number}: {done}.")
 
     @commands.command()
     @commands.guild_only()

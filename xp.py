@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 
 from sortedcontainers import SortedList
 
@@ -150,7 +150,10 @@ class XpTracker:
         self.flushes = 0  # successful flushes that wrote something
         self._flusher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()  # set to flush before the timer (level-up coins)
-        self._coins_in_flight: set[int] = set()  # guilds whose level-up coins a running flush is writing
+        # Guilds whose gains a running flush has taken out of memory (never pruned meanwhile),
+        # and those of them with level-up coins (commands that read coins wait for those).
+        self._in_flight: set[int] = set()
+        self._coins_in_flight: set[int] = set()
         self._failing = False
 
     # -- the message path ------------------------------------------------------
@@ -264,7 +267,8 @@ class XpTracker:
         for guild_id, guild in list(self._guilds.items()):
             ended += guild.prune(now)
             idle = now - guild.last_used >= self.idle_seconds
-            if idle and guild.board is not None and not (guild.pending or guild.coins or guild.cooldowns):
+            busy = guild.pending or guild.coins or guild.cooldowns or guild_id in self._in_flight
+            if idle and guild.board is not None and not busy:
                 del self._guilds[guild_id]
         return ended
 
@@ -282,17 +286,18 @@ class XpTracker:
                 return 0
             count = sum(len(pending.keys() | coins.keys()) for _, pending, _, coins in batch)
             gains = _gains(batch)  # read in the database's worker thread: the batch is detached from the guilds
+            self._in_flight = {guild_id for guild_id, _, _, _ in batch}
             self._coins_in_flight = {guild_id for guild_id, _, _, coins in batch if coins}
             try:
-                await self.db.add_xp(gains)
-            except BaseException:  # also a cancellation: the batch goes back, never into thin air
+                cancelled = await _to_the_end(self.db.add_xp(gains))
+            except BaseException:  # the write failed: the batch goes back, never into thin air
                 self._restore(batch)
-                self._coins_in_flight = set()
                 if not self._failing:
                     log.exception("could not save XP for %d members; keeping it and retrying", count)
                 self._failing = True
                 raise
-            self._coins_in_flight = set()
+            finally:
+                self._in_flight, self._coins_in_flight = set(), set()
             if self._failing:
                 log.info("saving XP works again")
                 self._failing = False
@@ -300,6 +305,8 @@ class XpTracker:
             async with self._flushed:
                 self.flushes += 1
                 self._flushed.notify_all()
+            if cancelled:
+                raise asyncio.CancelledError  # written and counted; now the caller's cancellation
             return count
 
     def _detach(self) -> list[_Batch]:
@@ -319,7 +326,7 @@ class XpTracker:
     def _restore(self, batch: list[_Batch]) -> None:
         """Put a failed flush's gains back, under any that arrived meanwhile."""
         for guild_id, pending, names, coins in batch:
-            guild = self._guilds[guild_id]  # a guild with pending gains is never dropped
+            guild = self._guilds[guild_id]  # a guild with gains in flight is never pruned
             for user_id, xp in pending.items():
                 guild.pending[user_id] = guild.pending.get(user_id, 0) + xp
                 guild.names.setdefault(user_id, names[user_id])  # a newer name wins
@@ -384,7 +391,7 @@ class XpTracker:
             log.error(
                 "NOT SAVED: %d XP of %d members in guild %s (and %d level-up coins)",
                 sum(pending.values()),
-                len(pending),
+                len(pending.keys() | coins.keys()),
                 guild_id,
                 sum(coins.values()),
             )
@@ -393,6 +400,27 @@ class XpTracker:
             "giving up after %.0f s: the XP of %d members could not be written to the database", within, len(unsaved)
         )
         return unsaved
+
+
+async def _to_the_end(write: Awaitable[None]) -> bool:
+    """Await a database write to its end, even if the caller is cancelled meanwhile.
+
+    The statements run in the database's thread whatever happens to the
+    coroutine, so only the write's own outcome may decide whether its batch
+    goes back: a cancellation while COMMIT is under way must not put back
+    gains that were written (they would be counted twice). Raises the
+    write's own error; returns whether the caller was cancelled meanwhile,
+    for the caller to pass on once its bookkeeping is done.
+    """
+    task = asyncio.ensure_future(write)
+    try:
+        await asyncio.shield(task)
+        return False
+    except asyncio.CancelledError:
+        if not task.done():
+            await asyncio.wait({task})
+        task.result()  # the write's own error, if it failed
+        return True
 
 
 def _gains(batch: list[_Batch]) -> Iterator[XpGain]:

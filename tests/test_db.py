@@ -224,36 +224,44 @@ async def test_a_foundation_database_is_upgraded_to_coins_and_cases_keeping_ever
     assert len(list(tmp_path.glob("tally.db.v1-*.bak"))) == 1
 
 
-async def test_xp_a_shutdown_could_not_write_is_kept_merged_and_added_once_at_the_next_start(tmp_path):
+async def test_xp_a_shutdown_could_not_write_is_kept_and_added_once_at_the_next_start(tmp_path):
     path = tmp_path / "tally.db"
     db = await Database.open(path, exclusive=True)
-    db.keep_unsaved([XpGain(GUILD, 1, 10, "alice", 0, 5)])
-    kept = db.keep_unsaved([XpGain(GUILD, 1, 3, "alice", 0), XpGain(GUILD, 2, 7, "bob", 0)])
+    first = db.keep_unsaved([XpGain(GUILD, 1, 10, "alice", 0, 5)])
+    (tmp_path / f"{first.name}.partial").write_text("[[")  # a write that a crash cut short is never read
     await db.close()
-    assert kept == tmp_path / "tally.db.unsaved.json"
+    db = await Database.open(path, exclusive=True)
+    second = db.keep_unsaved([XpGain(GUILD, 1, 3, "alice", 0), XpGain(GUILD, 2, 7, "bob", 0)])
+    await db.close()
+    assert first.name.startswith("tally.db.unsaved-") and first.exists() is False  # the second start added it
+    assert second.exists()
 
-    other = await Database.open(path)  # a tool's connection leaves the file to the bot
-    assert await other.guild_xp(GUILD) == []
+    other = await Database.open(path)  # a tool's connection leaves the files to the bot
+    assert sorted(await other.guild_xp(GUILD)) == [(1, 10)]
     await other.close()
 
     db = await Database.open(path, exclusive=True)
     assert sorted(await db.guild_xp(GUILD)) == [(1, 13), (2, 7)]
     assert await db.balance(GUILD, 1) == 5
-    assert not kept.exists()
+    assert db.unsaved_files() == []
     await db.close()
     db = await Database.open(path, exclusive=True)  # added once, not at every start
     assert sorted(await db.guild_xp(GUILD)) == [(1, 13), (2, 7)]
     await db.close()
 
 
-async def test_an_unreadable_unsaved_xp_file_is_left_alone_and_start_up_goes_on(tmp_path, caplog):
+@pytest.mark.parametrize("content", ["[[1, 2", "", "{}", None])
+async def test_an_unreadable_unsaved_xp_file_is_left_alone_and_start_up_goes_on(tmp_path, caplog, content):
     path = tmp_path / "tally.db"
-    kept = tmp_path / "tally.db.unsaved.json"
-    kept.write_text("[[1, 2")
+    kept = tmp_path / "tally.db.unsaved-20260101-000000-1.json"
+    if content is None:
+        kept.mkdir()  # not even a file
+    else:
+        kept.write_text(content)
     db = await Database.open(path, exclusive=True)
     assert await db.guild_xp(GUILD) == []
     await db.close()
-    assert kept.read_text() == "[[1, 2"
+    assert kept.exists()
     assert "cannot read" in caplog.text and "fix or remove it" in caplog.text
 
 
