@@ -237,3 +237,42 @@ def test_board_ranks_and_pages_agree_with_a_plain_sort_under_random_changes():
     for rank, (user, _) in enumerate(expected, start=1):
         assert board.rank_of(user) == rank
     assert board.page(37, 10) == expected[37:47]
+
+
+async def test_a_flush_cut_short_by_a_timeout_neither_loses_nor_doubles_its_xp(tmp_path):
+    import asyncio
+
+    path = tmp_path / "tally.db"
+    db = await Database.open(path, busy_timeout=0.5)
+    t = tracker(db, cooldown=0)
+    await t.award(GUILD, 1, "alice")
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the flush waits on the lock when its caller gives up on it
+    try:
+        with pytest.raises((TimeoutError, DatabaseBusy)):
+            await asyncio.wait_for(t.flush(), timeout=0.05)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    await t.flush()
+    assert await db.member_xp(GUILD, 1) == 5
+    assert await t.flush() == 0
+    await db.close()
+
+
+async def test_a_transaction_cancelled_while_waiting_for_the_lock_leaves_the_connection_usable(tmp_path):
+    import asyncio
+
+    path = tmp_path / "tally.db"
+    db = await Database.open(path, busy_timeout=0.5)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises((TimeoutError, DatabaseBusy)):
+            await asyncio.wait_for(db.set_prefix(GUILD, "?"), timeout=0.05)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    await db.set_prefix(GUILD, "$")  # no "cannot start a transaction within a transaction"
+    assert await db.prefixes() == {GUILD: "$"}
+    await db.close()
