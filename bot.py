@@ -86,10 +86,6 @@ class Tally(commands.Bot):
                 log.exception("could not load the %s extension; its commands are unavailable", extension)
         self.xp.start()
 
-    async def get_context(self, origin, /, *, cls=TallyContext):
-        """Every command's context is a TallyContext: its replies always fit Discord's limits."""
-        return await super().get_context(origin, cls=cls)
-
     async def get_prefix(self, message: discord.Message) -> list[str]:
         """The guild's prefix (from memory, never a query), then a mention of the bot."""
         return [self.prefix_of(message.guild), *self._mention_prefixes]
@@ -112,7 +108,7 @@ class Tally(commands.Bot):
         """
         if message.author.bot:
             return
-        ctx = await self.get_context(message)
+        ctx = await self.get_context(message, cls=TallyContext)  # its replies always fit Discord's limits
         if ctx.command is not None:
             await self.invoke(ctx)
         elif message.guild is not None and message.webhook_id is None and not message.is_system():
