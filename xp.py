@@ -285,6 +285,7 @@ class XpTracker:
             if not batch:
                 return 0
             count = sum(len(pending.keys() | coins.keys()) for _, pending, _, coins in batch)
+            log.debug("saving XP of %d members", count)
             gains = _gains(batch)  # read in the database's worker thread: the batch is detached from the guilds
             self._in_flight = {guild_id for guild_id, _, _, _ in batch}
             self._coins_in_flight = {guild_id for guild_id, _, _, coins in batch if coins}

@@ -129,15 +129,15 @@ class BotProcess:
                     self._lines.append(line.decode(errors="replace"))
                     self._output.notify_all()
 
-    async def wait_for_log(self, text: str, timeout: float = 20.0) -> str:
-        """Wait until this run prints a line containing ``text``; return the line."""
+    async def wait_for_log(self, text: str, timeout: float = 20.0, count: int = 1) -> str:
+        """Wait until this run has printed ``count`` lines containing ``text``; return the last."""
 
         async def waiting() -> str:
             async with self._output:
                 while True:
-                    for line in self._lines:
-                        if text in line:
-                            return line
+                    found = [line for line in self._lines if text in line]
+                    if len(found) >= count:
+                        return found[count - 1]
                     await self._output.wait()
 
         try:

@@ -36,14 +36,15 @@ def write_locked(folder: Path) -> Iterator[None]:
 
 
 async def test_sigterm_while_a_flush_waits_on_a_locked_database_saves_everything(world, tally, tmp_path):
-    bot = await tally(XP_FLUSH_SECONDS="0.2")
+    bot = await tally(XP_FLUSH_SECONDS="0.2", LOG_LEVEL="DEBUG")
     with write_locked(tmp_path):
         for _ in range(3):
             await world.say(world.alice, "chat while a backup holds the file")
         post = await world.ask(world.alice, "!level")
         assert field(post, "Total XP") == "15"
-        await bot.wait_for_log("could not save XP")  # a flush failed on the lock, and the flusher is trying again
-        bot.process.send_signal(signal.SIGTERM)
+        await bot.wait_for_log("could not save XP")  # a flush failed on the lock
+        await bot.wait_for_log("saving XP of 1 members", count=2)  # the flusher's next flush holds the batch
+        bot.process.send_signal(signal.SIGTERM)  # ... and waits on the lock (5 s) as the signal arrives
         await bot.wait_for_log("still trying to save the XP of 1 members")  # shutdown waits rather than drops
     assert await bot.wait(timeout=30) == 0
     assert stored_xp(tmp_path, world.guild.id) == {world.alice.id: 15}
