@@ -434,7 +434,7 @@ class Database:
             try:
                 await self._conn.execute("BEGIN IMMEDIATE")  # waits up to the busy timeout for the lock
             except sqlite3.OperationalError as exc:
-                if "locked" in str(exc) or "busy" in str(exc):
+                if _is_busy(exc):
                     raise DatabaseBusy(str(exc)) from exc
                 raise
             except BaseException:
@@ -785,6 +785,11 @@ def _unsaved_gains(rows: object) -> list[XpGain]:
     return gains
 
 
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite gave up waiting for another connection's lock ("database is locked")."""
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
 def _refusal(path: Path, exc: sqlite3.OperationalError) -> DatabaseRefused | None:
     """The owner's line for a read-only or locked database while opening it, else None."""
     text = str(exc)
@@ -792,7 +797,7 @@ def _refusal(path: Path, exc: sqlite3.OperationalError) -> DatabaseRefused | Non
         return DatabaseRefused(
             f"{path} cannot be written ({text}): make the file and its folder writable by the user running Tally"
         )
-    if "locked" in text or "busy" in text:
+    if _is_busy(exc):
         return DatabaseRefused(
             f"{path} is locked by another program (a backup, a second Tally?) and stayed locked; "
             "start Tally again when it is done"

@@ -109,7 +109,7 @@ class _Guild:
         # so pruning stops at the first live entry.
         self.cooldowns: dict[int, float] = {}
         self.pending: dict[int, int] = {}  # user -> XP not yet written
-        self.coins: dict[int, int] = {}  # user -> level-up coins not yet written (always with a pending gain)
+        self.coins: dict[int, int] = {}  # user -> level-up coins not yet written
         self.names: dict[int, str] = {}  # user -> display name at their latest pending gain
         self.last_used = now
 
@@ -150,10 +150,9 @@ class XpTracker:
         self.flushes = 0  # successful flushes that wrote something
         self._flusher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()  # set to flush before the timer (level-up coins)
-        # Guilds whose gains a running flush has taken out of memory (never pruned meanwhile),
-        # and those of them with level-up coins (commands that read coins wait for those).
+        # Guilds whose gains a running flush has taken out of memory: never pruned meanwhile,
+        # and a command that reads coins there waits for that flush.
         self._in_flight: set[int] = set()
-        self._coins_in_flight: set[int] = set()
         self._failing = False
 
     # -- the message path ------------------------------------------------------
@@ -235,11 +234,11 @@ class XpTracker:
     async def settle_coins(self, guild_id: int) -> None:
         """Write the guild's queued level-up coins now, before a command reads or moves coins.
 
-        A no-op unless the guild has coins queued or being written. If the
+        A no-op unless the guild has coins queued or a flush under way. If the
         database fails, the coins stay queued and the command reads what is stored.
         """
         guild = self._guilds.get(guild_id)
-        if guild_id in self._coins_in_flight or (guild is not None and guild.coins):
+        if guild_id in self._in_flight or (guild is not None and guild.coins):
             with contextlib.suppress(Exception):  # logged by flush()
                 await self.flush()
 
@@ -288,7 +287,6 @@ class XpTracker:
             log.debug("saving XP of %d members", count)
             gains = _gains(batch)  # read in the database's worker thread: the batch is detached from the guilds
             self._in_flight = {guild_id for guild_id, _, _, _ in batch}
-            self._coins_in_flight = {guild_id for guild_id, _, _, coins in batch if coins}
             try:
                 cancelled = await _to_the_end(self.db.add_xp(gains))
             except BaseException:  # the write failed: the batch goes back, never into thin air
@@ -298,7 +296,7 @@ class XpTracker:
                 self._failing = True
                 raise
             finally:
-                self._in_flight, self._coins_in_flight = set(), set()
+                self._in_flight = set()
             if self._failing:
                 log.info("saving XP works again")
                 self._failing = False
