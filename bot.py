@@ -8,6 +8,7 @@ which owns the process from settings to shutdown.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import functools
 import logging
@@ -22,8 +23,9 @@ from dotenv import load_dotenv
 
 import levels
 from chat import YOU, Page, TallyContext, only_pages, plain, safe_send
-from config import ConfigError, Settings, load_settings, prefix_problem
-from db import Database, DatabaseBusy, DatabaseRefused
+from config import ConfigError, Settings, database_target, load_settings, prefix_problem
+from db import Database, DatabaseBusy, DatabaseRefused, DatabaseUnavailable
+from storage.copy import copy_data
 from xp import XpTracker
 
 log = logging.getLogger("tally")
@@ -43,8 +45,14 @@ PORTAL_TOKEN = (
 )
 
 
-class Tally(commands.Bot):
-    """The bot: intents, prefixes, mentions and lifetime are set here on purpose."""
+class Tally(commands.AutoShardedBot):
+    """The bot: intents, prefixes, mentions and lifetime are set here on purpose.
+
+    Sharded always: unset, discord.py asks Discord for the recommended shard
+    count and runs them all here; with SHARD_COUNT and SHARD_IDS this process
+    runs only its shards, so each guild lives in exactly one process
+    ((guild_id >> 22) % SHARD_COUNT) with its board, cooldowns and prefix.
+    """
 
     def __init__(self, settings: Settings, db: Database) -> None:
         intents = discord.Intents.none()
@@ -62,6 +70,8 @@ class Tally(commands.Bot):
             case_insensitive=True,
             chunk_guilds_at_startup=False,  # members are fetched on demand, start-up stays fast
             max_messages=None,  # no message cache: Tally never looks back at old messages
+            shard_count=settings.shard_count,
+            shard_ids=list(settings.shard_ids) if settings.shard_ids is not None else None,
         )
         self.settings = settings
         self.db = db
@@ -135,7 +145,18 @@ class Tally(commands.Bot):
         )
 
     async def on_ready(self) -> None:
-        log.info("connected as %s (ID %s) to %d servers", self.user, self.user.id, len(self.guilds))
+        per_shard = {shard_id: 0 for shard_id in self.shards}
+        for guild in self.guilds:
+            per_shard[guild.shard_id] = per_shard.get(guild.shard_id, 0) + 1
+        log.info(
+            "connected as %s (ID %s) to %d servers on shards %s of %s (%s)",
+            self.user,
+            self.user.id,
+            len(self.guilds),
+            ",".join(map(str, sorted(per_shard))),
+            self.shard_count,
+            ", ".join(f"shard {shard_id}: {count} servers" for shard_id, count in sorted(per_shard.items())),
+        )
 
     async def close(self) -> None:
         """Close the gateway, then save pending XP, then close the database.
@@ -186,6 +207,10 @@ class Tally(commands.Bot):
                 await safe_send(
                     ctx.channel, "The database is busy right now; nothing was changed. Try again in a minute."
                 )
+                return
+            if isinstance(original, DatabaseUnavailable):  # the PostgreSQL server is down or restarting
+                log.warning("command %s in guild %s: %s", ctx.command, getattr(ctx.guild, "id", None), original)
+                await safe_send(ctx.channel, "The database is unavailable right now; try again in a minute.")
                 return
             log.error(
                 "command %s failed in guild %s channel %s for user %s",
@@ -318,7 +343,10 @@ class Leveling(commands.Cog):
             else:
                 missing.append(user_id)
         if missing:
-            stored = await self.bot.db.names(guild.id, missing)
+            try:
+                stored = await self.bot.db.names(guild.id, missing)
+            except DatabaseUnavailable:  # the server is away: the board still answers, by ID where need be
+                stored = {}
             for user_id in missing:
                 names[user_id] = self.bot.xp.pending_name(guild.id, user_id) or stored.get(user_id) or f"user {user_id}"
         return names
@@ -443,11 +471,18 @@ async def run(settings: Settings) -> int:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop)
+    if settings.database_url and settings.database_path_given:
+        log.info("DATABASE_URL and DATABASE_PATH are both set: DATABASE_URL wins")
     try:
-        db = await Database.open(settings.database_path, exclusive=True)
+        db = await Database.open(
+            settings.database_url or settings.database_path,
+            exclusive=True,
+            unsaved_folder=settings.database_path.parent,  # where XP a shutdown could not write is kept
+        )
     except DatabaseRefused as exc:
         log.error("cannot use the database: %s", exc)
         return EXIT_OWNER_MUST_FIX
+    log.info("using the %s", db.description)
     if stopping.is_set():  # a signal while the database was being checked
         await db.close()
         log.info("stopped before connecting to Discord")
@@ -481,8 +516,41 @@ async def run(settings: Settings) -> int:
     return code
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python bot.py",
+        description="Tally, a Discord bot for XP, levels and leaderboards. Without a subcommand: run the bot "
+        "(settings come from .env; see .env.example).",
+    )
+    commands_ = parser.add_subparsers(dest="command", title="subcommands")
+    copy = commands_.add_parser(
+        "copy-data",
+        help="copy every row of the configured database into an empty one, and verify it",
+        description="Copy everything from the configured database (DATABASE_URL, else DATABASE_PATH) into an "
+        "empty target, in batches with a progress bar, then verify row counts, XP and coin totals per server and "
+        "ledger sums. On any failure the target is left empty and the source untouched. Stop the bot first: "
+        "copy-data refuses a source a running Tally is using, where it can tell.",
+    )
+    copy.add_argument(
+        "--to",
+        required=True,
+        metavar="TARGET",
+        help="a postgresql://user:password@host:port/dbname URL, or a SQLite file path (the way back)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     load_dotenv(Path.cwd() / ".env")
+    if args.command == "copy-data":
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        try:
+            database_url, database_path = database_target()
+        except ConfigError as exc:
+            print(f"tally: configuration error: {exc}", file=sys.stderr)
+            sys.exit(EXIT_OWNER_MUST_FIX)
+        sys.exit(asyncio.run(copy_data(database_url or database_path, args.to, sys.stderr)))
     try:
         settings = load_settings()
     except ConfigError as exc:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from levels import CURVE_NAMES, CurveName
+from storage.postgres import check_url
+from storage.records import DatabaseRefused
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MAX_PREFIX_LENGTH = 5
@@ -36,6 +38,10 @@ class Settings:
     daily_coins: int = 100
     coins_per_level: int = 0
     shutdown_save_seconds: float = 30.0
+    database_url: str | None = None  # PostgreSQL; wins over database_path when set
+    shard_count: int | None = None  # None: one process, Discord's recommended count
+    shard_ids: tuple[int, ...] | None = None  # the shards this process runs (None: all of them)
+    database_path_given: bool = False  # DATABASE_PATH was set (the log says which database wins)
 
     def __repr__(self) -> str:  # keep the token out of any accidental log line
         return f"Settings(database_path={str(self.database_path)!r}, level_curve={self.level_curve!r}, ...)"
@@ -120,9 +126,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if any(ch.isspace() for ch in token) or len(token) < 20:
         raise ConfigError("DISCORD_TOKEN does not look like a bot token (one line, no spaces, about 70 characters)")
 
-    database_path = Path(env.get("DATABASE_PATH", "").strip() or "data/tally.db")
-    if database_path.exists() and database_path.is_dir():
-        raise ConfigError(f"DATABASE_PATH must name a file, not a folder (got {str(database_path)!r})")
+    database_url, database_path = database_target(env)
+    shard_count, shard_ids = _shards(env)
+    if database_url is None and shard_ids is not None and len(shard_ids) < shard_count:
+        raise ConfigError(
+            f"SHARD_IDS runs {len(shard_ids)} of the bot's {shard_count} shards here, so other processes run "
+            "the rest, but SQLite is for one process: set DATABASE_URL to a PostgreSQL database they share, "
+            "or unset SHARD_IDS to run every shard in this process"
+        )
 
     default_prefix = env.get("DEFAULT_PREFIX", "").strip() or "!"
     problem = prefix_problem(default_prefix)
@@ -141,4 +152,42 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         daily_coins=_whole_number(env, "DAILY_COINS", 100, 1, 1_000_000),
         coins_per_level=_whole_number(env, "COINS_PER_LEVEL", 0, 0, 1_000_000),
         shutdown_save_seconds=_seconds(env, "SHUTDOWN_SAVE_SECONDS", 30.0, 1.0, 600.0),
+        database_url=database_url,
+        database_path_given=bool(env.get("DATABASE_PATH", "").strip()),
+        shard_count=shard_count,
+        shard_ids=shard_ids,
     )
+
+
+def database_target(env: Mapping[str, str] | None = None) -> tuple[str | None, Path]:
+    """DATABASE_URL (None when unset) and DATABASE_PATH; the URL wins where both are set."""
+    env = os.environ if env is None else env
+    database_url = env.get("DATABASE_URL", "").strip() or None
+    if database_url is not None:
+        try:
+            check_url(database_url)
+        except DatabaseRefused as exc:
+            raise ConfigError(str(exc)) from None
+    database_path = Path(env.get("DATABASE_PATH", "").strip() or "data/tally.db")
+    if database_path.exists() and database_path.is_dir():
+        raise ConfigError(f"DATABASE_PATH must name a file, not a folder (got {str(database_path)!r})")
+    return database_url, database_path
+
+
+def _shards(env: Mapping[str, str]) -> tuple[int | None, tuple[int, ...] | None]:
+    """SHARD_COUNT and SHARD_IDS: how many shards the bot has, and which this process runs."""
+    count = _whole_number(env, "SHARD_COUNT", 0, 1, 10_000) or None
+    raw = env.get("SHARD_IDS", "").strip()
+    if not raw:
+        return count, None
+    if count is None:
+        raise ConfigError("SHARD_IDS needs SHARD_COUNT too (for example SHARD_COUNT=4 and SHARD_IDS=0,1)")
+    try:
+        ids = tuple(sorted({int(part) for part in raw.split(",")}))
+    except ValueError:
+        ids = ()
+    if not ids or not all(0 <= shard < count for shard in ids):
+        raise ConfigError(
+            f"SHARD_IDS must be shard numbers from 0 to {count - 1} separated by commas, such as 0,1 (got {raw!r})"
+        )
+    return count, ids

@@ -15,7 +15,7 @@ import discord
 from discord.ext import commands
 
 from chat import YOU, Page, only_pages, plain
-from db import InsufficientCoins
+from storage.records import InsufficientCoins
 
 MAX_AMOUNT = 1_000_000_000  # per command: large enough for any server, far from SQLite's integer limit
 Amount = commands.Range[int, 1, MAX_AMOUNT]

@@ -15,7 +15,7 @@ import discord
 from discord.ext import commands
 
 from chat import MAX_FIELD_VALUE, CaseNumber, Page, lines_within, only_pages, plain, safe_send
-from db import Case, DatabaseBusy
+from storage.records import Case, DatabaseBusy, DatabaseUnavailable
 
 log = logging.getLogger("tally")
 
@@ -142,15 +142,16 @@ class Moderation(commands.Cog):
         done = f"{VERBS[action][1]} {plain(member.display_name)}"
         try:
             case = await self._record(ctx, action, member, reason)
-        except DatabaseBusy:  # the action happened: say so, and that its case is missing
+        except DatabaseUnavailable as exc:  # the action happened: say so, and that its case is missing
+            state = "busy" if isinstance(exc, DatabaseBusy) else "unavailable"
             log.warning(
-                "%s of user %s by %s in guild %s has no case: the database was busy",
+                "%s of user %s by %s in guild %s has no case: the database was busy or unavailable",
                 action,
                 member.id,
                 ctx.author.id,
                 ctx.guild.id,
             )
-            await ctx.send(f"I {done}, but the database was busy, so no case was recorded. Use `warn` to note it.")
+            await ctx.send(f"I {done}, but the database was {state}, so no case was recorded. Use `warn` to note it.")
             return
         await ctx.send(f"Case #{case.number}: {done}.")
 

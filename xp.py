@@ -36,7 +36,8 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 
 from sortedcontainers import SortedList
 
-from db import Database, XpGain
+from db import Database
+from storage.records import DatabaseUnavailable, XpGain
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,10 @@ class XpTracker:
             try:
                 rows = await self.db.guild_xp(guild_id)
                 break
+            except DatabaseUnavailable as exc:  # a server down or restarting: expected, no traceback
+                log.warning("could not read XP of guild %s (%s); retrying in %s s", guild_id, exc, delay)
+                await asyncio.sleep(delay)  # a retry timer
+                delay = min(delay * 2, 30.0)
             except Exception:
                 log.exception("could not read XP of guild %s; retrying in %s s", guild_id, delay)
                 await asyncio.sleep(delay)  # a retry timer
@@ -289,9 +294,11 @@ class XpTracker:
             self._in_flight = {guild_id for guild_id, _, _, _ in batch}
             try:
                 cancelled = await _to_the_end(self.db.add_xp(gains))
-            except BaseException:  # the write failed: the batch goes back, never into thin air
+            except BaseException as exc:  # the write failed: the batch goes back, never into thin air
                 self._restore(batch)
-                if not self._failing:
+                if not self._failing and isinstance(exc, DatabaseUnavailable):  # a server down: no traceback
+                    log.warning("could not save XP for %d members (%s); keeping it and retrying", count, exc)
+                elif not self._failing:
                     log.exception("could not save XP for %d members; keeping it and retrying", count)
                 self._failing = True
                 raise

@@ -1,4 +1,13 @@
-"""Shared fixtures: a real SQLite file, the fake Discord, and the real bot as a process."""
+"""Shared fixtures: a real database on each backend, the fake Discord, and the real bot as a process.
+
+Every test that uses ``storage`` (directly, or through ``db`` or ``tally``)
+runs twice: on a SQLite file in its temporary folder and on a fresh
+PostgreSQL database of its own, dropped afterwards. ``@pytest.mark.backends("sqlite")``
+keeps a test to the backends it names (tests about the SQLite file itself).
+The server comes from TALLY_TEST_POSTGRES_URL (default: the local server);
+where none answers, the PostgreSQL runs are skipped with the reason, unless
+TALLY_TEST_REQUIRE_POSTGRES=1 (CI) makes that a failure.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +15,19 @@ import asyncio
 import os
 import signal
 import sys
+import urllib.parse
+import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import pytest
 
 from db import Database
+from storage import postgres
 from tests.fake_discord import (
     BAN_MEMBERS,
     KICK_MEMBERS,
@@ -30,9 +45,115 @@ ROOT = Path(__file__).resolve().parent.parent
 LAUNCHER = ROOT / "tests" / "launcher.py"
 
 
+POSTGRES_URL = os.environ.get("TALLY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REQUIRE_POSTGRES = os.environ.get("TALLY_TEST_REQUIRE_POSTGRES") == "1"
+BACKENDS = ("sqlite", "postgres")
+_postgres_problem: list[str] = []  # asked once per run: why the server cannot be used, if it cannot
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "storage" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("backends")
+        metafunc.parametrize("storage", marker.args if marker else BACKENDS, indirect=True)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Skips grouped by reason: one line says why every PostgreSQL run was skipped."""
+    reasons = Counter(
+        report.longrepr[2] for report in terminalreporter.stats.get("skipped", []) if isinstance(report.longrepr, tuple)
+    )
+    for reason, count in reasons.items():
+        terminalreporter.write_line(f"SKIPPED {count} tests: {reason.removeprefix('Skipped: ')}", yellow=True)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "backends(*names): run the test on these backends only")
+
+
+def postgres_url(database: str) -> str:
+    """TALLY_TEST_POSTGRES_URL with another database name."""
+    parts = urllib.parse.urlsplit(POSTGRES_URL)
+    return urllib.parse.urlunsplit(parts._replace(path="/" + database))
+
+
+async def _admin() -> asyncpg.Connection:
+    """A connection to the test server's own database, or a skip (a failure in CI) saying why not."""
+    if not _postgres_problem:
+        try:
+            return await asyncpg.connect(POSTGRES_URL, timeout=5)
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            _postgres_problem.append(
+                f"the PostgreSQL runs need a server: none answered at TALLY_TEST_POSTGRES_URL="
+                f"{postgres.describe(POSTGRES_URL)} ({type(exc).__name__})"
+            )
+    if REQUIRE_POSTGRES:
+        pytest.fail(f"{_postgres_problem[0]}, and TALLY_TEST_REQUIRE_POSTGRES=1")
+    pytest.skip(_postgres_problem[0])
+
+
+@dataclass
+class Storage:
+    """One test's database: a SQLite file in its folder, or a PostgreSQL database of its own."""
+
+    backend: str
+    folder: Path
+    url: str | None = None  # PostgreSQL only
+    env: dict[str, str] = field(default_factory=dict)  # what the bot is told (DATABASE_PATH or DATABASE_URL)
+    siblings: list[str] = field(default_factory=list)  # further PostgreSQL databases, dropped with this one
+
+    @property
+    def target(self) -> str | Path:
+        return self.url or self.folder / "data" / "tally.db"
+
+    async def open(self, **options: Any) -> Database:
+        return await Database.open(self.target, unsaved_folder=self.folder / "data", **options)
+
+    async def rows(self, query: str, *args: Any) -> list[tuple]:
+        """Read what is stored, through the storage interface (``$1`` placeholders, as in storage/)."""
+        db = await self.open()
+        try:
+            return [tuple(row) for row in await db._store.fetch(query, *args)]
+        finally:
+            await db.close()
+
+    async def sibling(self, name: str) -> Storage:
+        """A second, empty database on the same backend (another file, or another PostgreSQL database)."""
+        if self.backend == "sqlite":
+            folder = self.folder / name
+            folder.mkdir()
+            return Storage("sqlite", folder, env={"DATABASE_PATH": "data/tally.db"})
+        database = f"{urllib.parse.urlsplit(self.url).path.strip('/')}_{name}"
+        admin = await _admin()
+        await admin.execute(f'CREATE DATABASE "{database}"')  # a name made here, never input
+        await admin.close()
+        self.siblings.append(database)
+        return Storage("postgres", self.folder, postgres_url(database), env={"DATABASE_URL": postgres_url(database)})
+
+    async def xp(self, guild_id: int) -> dict[int, int]:
+        return dict(await self.rows("SELECT user_id, xp FROM members WHERE guild_id = $1", guild_id))
+
+
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path / "tally.db")
+async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
+    if request.param == "sqlite":
+        yield Storage("sqlite", tmp_path, env={"DATABASE_PATH": "data/tally.db"})
+        return
+    admin = await _admin()
+    name = f"tally_test_{uuid.uuid4().hex[:12]}"
+    await admin.execute(f'CREATE DATABASE "{name}"')  # a name made here, never input
+    url = postgres_url(name)
+    storage = Storage("postgres", tmp_path, url, env={"DATABASE_URL": url})
+    try:
+        yield storage
+    finally:
+        for database in [name, *storage.siblings]:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+async def db(storage: Storage) -> AsyncIterator[Database]:
+    database = await storage.open()
     yield database
     await database.close()
 
@@ -166,7 +287,7 @@ class BotProcess:
 
 
 @pytest.fixture
-async def tally(world: World, tmp_path: Path) -> AsyncIterator:
+async def tally(world: World, storage: Storage, tmp_path: Path) -> AsyncIterator:
     """A factory: ``await tally(**env)`` starts the real bot; all are stopped afterwards."""
     started: list[BotProcess] = []
 
@@ -176,7 +297,7 @@ async def tally(world: World, tmp_path: Path) -> AsyncIterator:
             "PYTHONPATH": str(ROOT),
             "TALLY_FAKE_DISCORD": world.fake.url,
             "DISCORD_TOKEN": world.fake.token,
-            "DATABASE_PATH": "data/tally.db",
+            **storage.env,
             "XP_COOLDOWN_SECONDS": "0",
             "LOG_LEVEL": "INFO",
         }

@@ -15,6 +15,10 @@ What it speaks
   client asks in the query string. :meth:`FakeDiscord.revoke_token` plays the
   owner resetting the token in the Developer Portal: live sockets close with
   4004 and REST answers 401.
+  Sharding: GET /gateway/bot recommends ``shard_count``; IDENTIFY's ``shard`` is
+  checked (4010 Invalid shard; 4011 Sharding required below ``shard_count``);
+  each session gets only its shard's guilds, ``(guild_id >> 22) % num_shards``,
+  and their events; DMs go to shard 0.
   REST: /users/@me, /oauth2/applications/@me, posting messages (with Discord's
   permission rules: 50001/50013, and its documented message limits, refused
   with 400/50035 and Discord's nested ``errors``: content up to 2,000
@@ -82,6 +86,22 @@ _counter = itertools.count(1)
 def snowflake() -> int:
     """A realistic, unique, increasing snowflake."""
     return ((int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22) | (next(_counter) & 0x3FFFFF)
+
+
+def shard_of(guild_id: int, num_shards: int) -> int:
+    """The shard Discord sends a guild's events to (https://discord.com/developers/docs/events/gateway#sharding)."""
+    return (guild_id >> 22) % num_shards
+
+
+def snowflake_on_shard(shard_id: int, num_shards: int) -> int:
+    """A unique snowflake that :func:`shard_of` puts on ``shard_id``.
+
+    Only the timestamp (the bits above 22) decides the shard, so it moves up to
+    ``num_shards - 1`` ms ahead; the counter bits below keep the ID unique.
+    """
+    flake = snowflake()
+    timestamp = flake >> 22
+    return ((timestamp + (shard_id - timestamp) % num_shards) << 22) | (flake & 0x3FFFFF)
 
 
 def iso_now() -> str:
@@ -436,12 +456,24 @@ class Post:
 class Session:
     """One gateway session: survives a dropped socket so it can be RESUMEd."""
 
-    def __init__(self, intents: int) -> None:
+    def __init__(self, intents: int, shard: tuple[int, int] = (0, 1)) -> None:
         self.id = f"fake{snowflake():x}"
         self.intents = intents
+        self.shard = shard  # (shard_id, num_shards) from IDENTIFY; (0, 1) without one
         self.seq = 0
         self.sent: list[dict[str, Any]] = []  # dispatches, for replay on RESUME
         self.socket: _Socket | None = None
+        self.ready = False  # READY and every GUILD_CREATE sent
+
+    @property
+    def live(self) -> bool:
+        """READY sent and the socket still up."""
+        return self.ready and self.socket is not None and not self.socket.ws.closed
+
+    def receives(self, guild_id: int | None) -> bool:
+        """Whether Discord sends this session a guild's events; those without a guild (DMs) go to shard 0."""
+        shard_id, num_shards = self.shard
+        return shard_id == 0 if guild_id is None else shard_of(guild_id, num_shards) == shard_id
 
 
 class _Socket:
@@ -478,10 +510,14 @@ class FakeDiscord:
         token: str = "fake.bot.token-for-tests-only-0000000000000000000000",
         enabled_intents: int = INTENT_GUILD_MEMBERS | INTENT_MESSAGE_CONTENT,
         heartbeat_interval_ms: int = 41250,
+        shard_count: int = 1,
     ) -> None:
         self.token = token
         self.enabled_intents = enabled_intents  # privileged intents switched on in the "portal"
         self.heartbeat_interval_ms = heartbeat_interval_ms
+        # What GET /gateway/bot recommends and, as if the bot were in that many thousand guilds,
+        # the fewest shards IDENTIFY accepts (Discord's 4011 "Sharding required").
+        self.shard_count = shard_count
         self.bot_user = User(snowflake(), "Tally", bot=True)
         self.application_id = snowflake()
         self.owner = User(snowflake(), "app-owner")
@@ -495,17 +531,20 @@ class FakeDiscord:
         self.identifies: list[dict[str, Any]] = []
         self.compressions: list[str | None] = []  # per gateway connection, as the client asked
         self.resumes = 0
-        self.sessions: dict[str, Session] = {}
-        self.ready_session: Session | None = None
+        self.sessions: dict[str, Session] = {}  # by ID, resumable ones with their socket down included
+        self.ready_session: Session | None = None  # the latest to be sent READY, of any shard
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.url = ""
 
     # -- building the world ------------------------------------------------------
 
-    def add_guild(self, name: str = "Test Server", owner: User | None = None) -> Guild:
+    def add_guild(
+        self, name: str = "Test Server", owner: User | None = None, *, shard: tuple[int, int] | None = None
+    ) -> Guild:
+        """A guild with its owner and the bot; ``shard=(shard_id, num_shards)`` picks an ID on that shard."""
         owner = owner or self.add_user("owner")
-        guild = Guild(snowflake(), name, owner.id)
+        guild = Guild(snowflake_on_shard(*shard) if shard else snowflake(), name, owner.id)
         guild.roles[guild.id] = Role(guild.id, "@everyone", EVERYONE_DEFAULT)
         self.guilds[guild.id] = guild
         guild.members[owner.id] = Member(owner)
@@ -587,9 +626,28 @@ class FakeDiscord:
         except TimeoutError:
             raise AssertionError(f"fake Discord: timed out after {timeout} s waiting for {what}") from None
 
-    async def wait_until_ready(self, timeout: float = 15.0) -> Session:
-        """Wait until a session has been sent READY and every GUILD_CREATE."""
-        return await self.wait_for(lambda: self.ready_session, timeout, "the bot to connect")
+    @property
+    def gateway_url(self) -> str:
+        return f"{self.url.replace('http', 'ws')}/gateway/"
+
+    @property
+    def live_sessions(self) -> list[Session]:
+        """Every session with READY sent and its socket up (one per shard), by shard."""
+        return sorted((s for s in self.sessions.values() if s.live), key=lambda s: s.shard)
+
+    async def wait_until_ready(self, timeout: float = 15.0, *, shard_id: int | None = None) -> Session:
+        """Wait until a session (of shard ``shard_id``, if given) has been sent READY and every GUILD_CREATE.
+
+        Without ``shard_id`` this is the next session to be READY after ``ready_session``
+        was reset to None; with it, a live session of that shard.
+        """
+        if shard_id is None:
+            return await self.wait_for(lambda: self.ready_session, timeout, "the bot to connect")
+        return await self.wait_for(
+            lambda: next((s for s in self.live_sessions if s.shard[0] == shard_id), None),
+            timeout,
+            f"shard {shard_id} to connect",
+        )
 
     async def wait_for_post(self, after: int = 0, timeout: float = 10.0, channel_id: int | None = None) -> Post:
         """The first post with index >= ``after`` (optionally in one channel)."""
@@ -605,13 +663,15 @@ class FakeDiscord:
     # -- gateway -------------------------------------------------------------------
 
     async def dispatch(self, event: str, data: dict[str, Any], intent: int = 0, view=None) -> None:
-        """Send an event to every session whose intents include ``intent``.
+        """Send an event to every session whose intents include ``intent`` and whose shard has its guild.
 
+        The guild is ``data["guild_id"]``; an event without one (a DM) goes to shard 0, as on Discord.
         ``view(session, data)`` may tailor the payload per session (intents).
         A session whose socket is down keeps the event for its RESUME.
         """
+        guild_id = int(data["guild_id"]) if data.get("guild_id") else None
         for session in self.sessions.values():
-            if intent and not session.intents & intent:
+            if (intent and not session.intents & intent) or not session.receives(guild_id):
                 continue
             await self._send_dispatch(session, event, view(session, data) if view else data)
 
@@ -651,15 +711,22 @@ class FakeDiscord:
         if intents & PRIVILEGED_INTENTS & ~self.enabled_intents:
             await socket.ws.close(code=4014, message=b"Disallowed intent(s).")
             return None
-        session = Session(intents)
+        shard = data.get("shard") or [0, 1]  # without one, a session has every guild: shard 0 of 1
+        if not (isinstance(shard, list) and len(shard) == 2 and 0 <= shard[0] < shard[1]):
+            await socket.ws.close(code=4010, message=b"Invalid shard.")
+            return None
+        if shard[1] < self.shard_count:  # each session would hold too many guilds
+            await socket.ws.close(code=4011, message=b"Sharding required.")
+            return None
+        session = Session(intents, (shard[0], shard[1]))
         session.socket = socket
         self.sessions[session.id] = session
         ready = {
             "v": 10,
             "user": self.bot_user.payload() | {"verified": True, "mfa_enabled": False, "flags": 0},
-            "guilds": [{"id": str(g), "unavailable": True} for g in self.guilds],
+            "guilds": [{"id": str(g), "unavailable": True} for g in self.guilds if session.receives(g)],
             "session_id": session.id,
-            "resume_gateway_url": f"{self.url.replace('http', 'ws')}/gateway/",
+            "resume_gateway_url": self.gateway_url,
             "application": {"id": str(self.application_id), "flags": 0},
             "private_channels": [],
             "relationships": [],
@@ -668,10 +735,14 @@ class FakeDiscord:
             "geo_ordered_rtc_regions": [],
             "user_settings": {},
         }
+        if data.get("shard"):
+            ready["shard"] = list(session.shard)
         await self._send_dispatch(session, "READY", ready)
         if intents & INTENT_GUILDS:
             for guild in self.guilds.values():
-                await self._send_dispatch(session, "GUILD_CREATE", guild.payload())
+                if session.receives(guild.id):
+                    await self._send_dispatch(session, "GUILD_CREATE", guild.payload())
+        session.ready = True
         self.ready_session = session
         await self._notify()
         return session
@@ -702,7 +773,7 @@ class FakeDiscord:
 
     async def _members_chunk(self, socket: _Socket, session: Session | None, data: dict[str, Any]) -> None:
         guild = self.guilds.get(int(data["guild_id"]))
-        if session is None or guild is None:
+        if session is None or guild is None or not session.receives(guild.id):  # another shard's guild: no answer
             return
         query = (data.get("query") or "").lower()
         wanted = {int(u) for u in data.get("user_ids") or []}
@@ -743,7 +814,7 @@ class FakeDiscord:
         await self._notify()
 
     async def drop_connection(self, code: int = 4000) -> None:
-        """Close the bot's socket as a network blip would; the bot should RESUME."""
+        """Close every live socket (each shard's) as a network blip would; the bot should RESUME."""
         for session in self.sessions.values():
             if session.socket is not None:
                 socket, session.socket = session.socket, None
@@ -842,6 +913,9 @@ class FakeDiscord:
 
     async def _route(self, method: str, path: str, body: Any, audit_reason: str | None = None) -> web.Response | None:
         parts = path.strip("/").split("/")
+        if method == "GET" and path == "/gateway/bot":
+            limit = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
+            return json_response({"url": self.gateway_url, "shards": self.shard_count, "session_start_limit": limit})
         if method == "GET" and path == "/users/@me":
             return json_response(self.bot_user.payload() | {"verified": True, "mfa_enabled": False, "flags": 0})
         if method == "GET" and path == "/oauth2/applications/@me":

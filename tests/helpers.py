@@ -1,30 +1,16 @@
-"""Small helpers for end-to-end tests: seeding and reading the bot's database file."""
+"""Small helpers for end-to-end tests: seeding the bot's database and reading its posts."""
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-
-from db import Database, XpGain
+from db import XpGain
+from tests.conftest import Storage
 
 
-async def seed_xp(folder: Path, guild_id: int, rows: list[tuple[int, int, str]]) -> None:
-    """Store ``(user_id, xp, name)`` rows in the file the bot will open (data/tally.db)."""
-    db = await Database.open(folder / "data" / "tally.db")
+async def seed_xp(storage: Storage, guild_id: int, rows: list[tuple[int, int, str]]) -> None:
+    """Store ``(user_id, xp, name)`` rows in the database the bot will open."""
+    db = await storage.open()
     await db.add_xp([XpGain(guild_id, user_id, xp, name, 0) for user_id, xp, name in rows])
     await db.close()
-
-
-def stored(folder: Path, query: str, *params) -> list[tuple]:
-    conn = sqlite3.connect(folder / "data" / "tally.db")
-    try:
-        return conn.execute(query, params).fetchall()
-    finally:
-        conn.close()
-
-
-def stored_xp(folder: Path, guild_id: int) -> dict[int, int]:
-    return dict(stored(folder, "SELECT user_id, xp FROM members WHERE guild_id = ?", guild_id))
 
 
 def field(post, name: str) -> str:

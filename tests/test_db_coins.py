@@ -1,25 +1,24 @@
-"""Coins and cases in db.py, against real SQLite files: atomic, never overdrawn, fully ledgered."""
+"""Coins and cases, on each backend: atomic, never overdrawn, fully ledgered, also from two connections."""
 
 from __future__ import annotations
 
 import asyncio
 import random
-import sqlite3
 
 import pytest
 
-from db import Database, InsufficientCoins
+from db import ConstraintViolated, Database, InsufficientCoins
 
 GUILD = 333333333333333333
 
 
 async def ledger_explains_every_balance(db: Database, guild_id: int = GUILD) -> None:
-    rows = await db._conn.execute_fetchall(
-        "SELECT w.user_id, w.coins, "
+    rows = await db._store.fetch(
+        "SELECT w.user_id, w.coins, CAST("
         "COALESCE((SELECT SUM(amount) FROM ledger WHERE guild_id = w.guild_id AND to_id = w.user_id), 0) - "
         "COALESCE((SELECT SUM(amount) FROM ledger WHERE guild_id = w.guild_id AND from_id = w.user_id), 0) "
-        "FROM wallets w WHERE w.guild_id = ?",
-        (guild_id,),
+        "AS BIGINT) FROM wallets w WHERE w.guild_id = $1",
+        guild_id,
     )
     for user_id, coins, explained in rows:
         assert coins == explained, f"member {user_id}: balance {coins}, ledger says {explained}"
@@ -51,21 +50,20 @@ async def test_self_transfers_and_non_positive_amounts_are_refused(db):
 
 async def test_the_schema_refuses_a_negative_balance_as_a_backstop(db):
     await db.grant(GUILD, 1, "alice", 5, "give", 99)
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(ConstraintViolated):
         async with db.transaction() as conn:
-            await conn.execute("UPDATE wallets SET coins = coins - 6 WHERE guild_id = ? AND user_id = 1", (GUILD,))
+            await conn.execute("UPDATE wallets SET coins = coins - 6 WHERE guild_id = $1 AND user_id = 1", GUILD)
     assert await db.balance(GUILD, 1) == 5
 
 
-async def test_daily_is_claimed_once_per_day_and_remembers_when(tmp_path):
-    path = tmp_path / "tally.db"
-    db = await Database.open(path)
+async def test_daily_is_claimed_once_per_day_and_remembers_when(storage):
+    db = await storage.open()
     first = await db.claim_daily(GUILD, 1, "alice", 100, now=1_000_000)
     assert first == (True, 100, 1_000_000 + 86400)
     again = await db.claim_daily(GUILD, 1, "alice", 100, now=1_000_000 + 3600)
     assert again == (False, 100, 1_000_000 + 86400)
     await db.close()
-    db = await Database.open(path)  # a restart does not reset it
+    db = await storage.open()  # a restart does not reset it
     assert (await db.claim_daily(GUILD, 1, "alice", 100, now=1_000_000 + 86399)).claimed is False
     assert (await db.claim_daily(GUILD, 1, "alice", 100, now=1_000_000 + 86400)).balance == 200
     await ledger_explains_every_balance(db)
@@ -84,10 +82,9 @@ async def test_take_never_goes_below_zero_and_set_ledgers_the_difference(db):
     await ledger_explains_every_balance(db)
 
 
-async def test_hundreds_of_concurrent_transfers_never_overdraw_and_conserve_coins(tmp_path):
-    path = tmp_path / "tally.db"
-    db = await Database.open(path)
-    other = await Database.open(path)  # a second connection, as a second process would have
+async def test_hundreds_of_concurrent_transfers_never_overdraw_and_conserve_coins(storage):
+    db = await storage.open()
+    other = await storage.open()  # a second connection, as a second process would have
     members = list(range(1, 7))
     for member in members:
         await db.grant(GUILD, member, f"m{member}", 100, "give", 99)
@@ -129,10 +126,9 @@ async def test_concurrent_cases_get_distinct_numbers(db):
     assert sorted(c.number for c in cases) == list(range(1, 51))
 
 
-async def test_daily_claims_at_once_from_two_connections_pay_exactly_once(tmp_path):
-    path = tmp_path / "tally.db"
-    db = await Database.open(path)
-    other = await Database.open(path)  # a second connection, as a second process would have
+async def test_daily_claims_at_once_from_two_connections_pay_exactly_once(storage):
+    db = await storage.open()
+    other = await storage.open()  # a second connection, as a second process would have
     claims = await asyncio.gather(
         *((db if i % 2 else other).claim_daily(GUILD, 1, "alice", 100, now=1_000_000) for i in range(40))
     )
@@ -144,10 +140,9 @@ async def test_daily_claims_at_once_from_two_connections_pay_exactly_once(tmp_pa
     await other.close()
 
 
-async def test_cases_opened_at_once_from_two_connections_get_distinct_gap_free_numbers(tmp_path):
-    path = tmp_path / "tally.db"
-    db = await Database.open(path)
-    other = await Database.open(path)
+async def test_cases_opened_at_once_from_two_connections_get_distinct_gap_free_numbers(storage):
+    db = await storage.open()
+    other = await storage.open()
     cases = await asyncio.gather(
         *((db if i % 2 else other).open_case(GUILD, "warn", 5, "eve", 9, str(i)) for i in range(40))
     )

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from tests.fake_discord import Member
-from tests.helpers import field, seed_xp, stored
+from tests.helpers import field, seed_xp
 
 
-async def test_level_shows_level_xp_progress_and_rank(world, tally, tmp_path):
-    await seed_xp(tmp_path, world.guild.id, [(world.alice.id, 250, "alice"), (world.bob.id, 900, "bob")])
+async def test_level_shows_level_xp_progress_and_rank(world, tally, storage):
+    await seed_xp(storage, world.guild.id, [(world.alice.id, 250, "alice"), (world.bob.id, 900, "bob")])
     await tally()
     post = await world.ask(world.alice, "!level")
     embed = post.embeds[0]
@@ -20,8 +20,8 @@ async def test_level_shows_level_xp_progress_and_rank(world, tally, tmp_path):
     assert "▰▰▰▰▰▰▱▱▱▱▱▱" in progress
 
 
-async def test_level_of_another_member_by_mention_id_and_name(world, tally, tmp_path):
-    await seed_xp(tmp_path, world.guild.id, [(world.bob.id, 120, "bob")])
+async def test_level_of_another_member_by_mention_id_and_name(world, tally, storage):
+    await seed_xp(storage, world.guild.id, [(world.bob.id, 120, "bob")])
     await tally()
     for argument in (f"<@{world.bob.id}>", str(world.bob.id), "bob"):
         post = await world.ask(world.alice, f"!level {argument}")
@@ -47,11 +47,11 @@ async def test_level_for_a_member_without_xp_and_for_an_unknown_member(world, ta
     assert post.content == "otherbot is a bot; bots don't earn XP."
 
 
-async def test_leaderboard_orders_by_xp_with_ties_to_the_lower_user_id(world, tally, tmp_path):
+async def test_leaderboard_orders_by_xp_with_ties_to_the_lower_user_id(world, tally, storage):
     low, high = sorted([world.alice.id, world.bob.id])
     names = {world.alice.id: "alice", world.bob.id: "bob"}
     await seed_xp(
-        tmp_path,
+        storage,
         world.guild.id,
         [(high, 300, names[high]), (low, 300, names[low]), (world.carol.id, 500, "carol"), (world.mod.id, 10, "mod")],
     )
@@ -71,9 +71,9 @@ async def test_leaderboard_orders_by_xp_with_ties_to_the_lower_user_id(world, ta
         assert field(level, "Rank") == f"#{rank} of 4"
 
 
-async def test_leaderboard_pages_and_out_of_range_page(world, tally, tmp_path):
+async def test_leaderboard_pages_and_out_of_range_page(world, tally, storage):
     rows = [(10_000 + i, 1000 - i, f"member{i:02d}") for i in range(23)]
-    await seed_xp(tmp_path, world.guild.id, rows)
+    await seed_xp(storage, world.guild.id, rows)
     await tally()
     page2 = await world.ask(world.alice, "!leaderboard 2")
     lines = page2.embeds[0]["description"].split("\n")
@@ -86,8 +86,8 @@ async def test_leaderboard_pages_and_out_of_range_page(world, tally, tmp_path):
     assert post.content == "There are only 3 pages right now."
 
 
-async def test_departed_members_are_listed_by_their_last_known_name(world, tally, tmp_path):
-    await seed_xp(tmp_path, world.guild.id, [(999_999_999_999, 50, "Long Gone")])
+async def test_departed_members_are_listed_by_their_last_known_name(world, tally, storage):
+    await seed_xp(storage, world.guild.id, [(999_999_999_999, 50, "Long Gone")])
     await tally()
     post = await world.ask(world.alice, "!leaderboard")
     assert post.embeds[0]["description"] == "**#1** Long Gone · level 1 · 50 XP"
@@ -131,7 +131,7 @@ async def test_prefix_change_needs_manage_server(world, tally):
     assert "`!`" in post.content
 
 
-async def test_new_prefix_works_the_old_one_stops_and_reset_restores_it(world, tally, tmp_path):
+async def test_new_prefix_works_the_old_one_stops_and_reset_restores_it(world, tally, storage):
     bot = await tally()
     post = await world.ask(world.mod, "!prefix ?")
     assert post.content.startswith("Prefix set to `?`")
@@ -145,7 +145,7 @@ async def test_new_prefix_works_the_old_one_stops_and_reset_restores_it(world, t
     post = await world.ask(world.alice, "!prefix")
     assert post.content.startswith("My prefix here is `!`")
     assert await bot.stop() == 0
-    assert stored(tmp_path, "SELECT * FROM guild_settings") == []
+    assert await storage.rows("SELECT * FROM guild_settings") == []
 
 
 async def test_invalid_prefixes_are_refused_with_a_reason(world, tally):
@@ -197,7 +197,7 @@ async def test_a_member_named_everyone_pings_nobody(world, tally):
         assert post.pings == {"users": [], "roles": [], "everyone": False}, post
 
 
-async def test_sql_looking_input_is_stored_as_plain_text(world, tally, tmp_path):
+async def test_sql_looking_input_is_stored_as_plain_text(world, tally, storage):
     fake = world.fake
     bobby = fake.add_member(world.guild, "bobby", nick="Robert'); DROP TABLE members;--")
     bot = await tally()
@@ -207,8 +207,8 @@ async def test_sql_looking_input_is_stored_as_plain_text(world, tally, tmp_path)
     post = await world.ask(world.alice, "';--level x' OR '1'='1")
     assert post.content.startswith("I can't find a member called")
     assert await bot.stop() == 0
-    assert stored(tmp_path, "SELECT name, xp FROM members") == [("Robert'); DROP TABLE members;--", 5)]
-    assert stored(tmp_path, "SELECT prefix FROM guild_settings") == [("';--",)]
+    assert await storage.rows("SELECT name, xp FROM members") == [("Robert'); DROP TABLE members;--", 5)]
+    assert await storage.rows("SELECT prefix FROM guild_settings") == [("';--",)]
 
 
 async def test_help_lists_every_command_with_usage_and_summary(world, tally):
@@ -264,18 +264,18 @@ async def test_leaderboard_cooldown_is_explained(world, tally):
     assert post.content.startswith("Slow down: try that again in ")
 
 
-async def test_an_unexpected_error_gets_an_apology_and_a_logged_traceback(world, tally, tmp_path):
-    import sqlite3
-
+async def test_an_unexpected_error_gets_an_apology_and_a_logged_traceback(world, tally, storage):
     bot = await tally()
     await world.ask(world.alice, "!prefix")  # the bot is up and the database open
-    meddler = sqlite3.connect(tmp_path / "data" / "tally.db", isolation_level=None)
-    meddler.execute("ALTER TABLE guild_settings RENAME TO aside")  # someone edits the file under the bot
+    meddler = await storage.open()
+    async with meddler.transaction() as conn:  # someone edits the database under the bot
+        await conn.execute("ALTER TABLE guild_settings RENAME TO aside")
     try:
         post = await world.ask(world.mod, "!prefix ?")
     finally:
-        meddler.execute("ALTER TABLE aside RENAME TO guild_settings")
-        meddler.close()
+        async with meddler.transaction() as conn:
+            await conn.execute("ALTER TABLE aside RENAME TO guild_settings")
+        await meddler.close()
     assert post.content == "Sorry, something went wrong on my side. The bot's owner can find the details in the log."
     assert "no such table" not in post.content
     assert (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import field, stored
+from tests.helpers import field
 
 
 async def give(world, member, amount: int) -> None:
@@ -71,7 +71,7 @@ async def test_transfers_to_yourself_or_to_a_bot_are_refused(world, tally):
     assert post.content == "Missing `amount`. Usage: `!transfer <member> <amount>`"
 
 
-async def test_admin_coins_need_manage_server_and_take_never_goes_below_zero(world, tally, tmp_path):
+async def test_admin_coins_need_manage_server_and_take_never_goes_below_zero(world, tally, storage):
     bot = await tally()
     post = await world.ask(world.alice, f"!coins give {world.alice.id} 1000")
     assert post.content == "You need the Manage Server permission to do that."
@@ -86,8 +86,8 @@ async def test_admin_coins_need_manage_server_and_take_never_goes_below_zero(wor
     assert "**+25** set" in lines[0] and "**-70** take" in lines[1] and "prize for the event" in lines[2]
     assert post.embeds[0]["footer"]["text"] == "Balance: 25 coins"
     assert await bot.stop() == 0
-    assert stored(tmp_path, "SELECT coins FROM wallets WHERE user_id = ?", world.alice.id) == [(25,)]
-    assert stored(tmp_path, "SELECT COUNT(*) FROM ledger") == [(3,)]
+    assert await storage.rows("SELECT coins FROM wallets WHERE user_id = $1", world.alice.id) == [(25,)]
+    assert await storage.rows("SELECT COUNT(*) FROM ledger") == [(3,)]
 
 
 async def test_coins_per_level_are_paid_and_ledgered(world, tally):
@@ -130,7 +130,7 @@ async def test_richest_lists_members_by_coins_including_those_who_left(world, ta
     assert post.embeds[0]["description"] == "**#1** carol · 80 coins\n**#2** alice · 50 coins"
 
 
-async def test_many_transfers_at_once_through_the_bot_never_overdraw(world, tally, tmp_path):
+async def test_many_transfers_at_once_through_the_bot_never_overdraw(world, tally, storage):
     bot = await tally()
     members = [world.alice, world.bob, world.carol]
     for member in members:
@@ -143,11 +143,10 @@ async def test_many_transfers_at_once_through_the_bot_never_overdraw(world, tall
     replies = [p.content for p in world.fake.posts[before:]]
     assert all(r.startswith(("You paid", "You only have")) for r in replies)
     assert await bot.stop() == 0
-    balances = [row[0] for row in stored(tmp_path, "SELECT coins FROM wallets")]
+    balances = [row[0] for row in await storage.rows("SELECT coins FROM wallets")]
     assert min(balances) >= 0 and sum(balances) == 300
-    ledger = stored(
-        tmp_path,
-        "SELECT w.coins - COALESCE((SELECT SUM(amount) FROM ledger WHERE to_id = w.user_id), 0)"
-        " + COALESCE((SELECT SUM(amount) FROM ledger WHERE from_id = w.user_id), 0) FROM wallets w",
+    ledger = await storage.rows(
+        "SELECT CAST(w.coins - COALESCE((SELECT SUM(amount) FROM ledger WHERE to_id = w.user_id), 0)"
+        " + COALESCE((SELECT SUM(amount) FROM ledger WHERE from_id = w.user_id), 0) AS BIGINT) FROM wallets w",
     )
     assert ledger == [(0,)] * 3  # the ledger explains every balance

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from db import Database
-from tests.helpers import field, seed_xp, stored, stored_xp
+from tests.helpers import field, seed_xp
 
 
 @contextmanager
@@ -35,7 +35,8 @@ def write_locked(folder: Path) -> Iterator[None]:
 # -- 1 and 2: data lost while the database is busy ------------------------------------
 
 
-async def test_sigterm_while_a_flush_waits_on_a_locked_database_saves_everything(world, tally, tmp_path):
+@pytest.mark.backends("sqlite")  # about the SQLite file itself
+async def test_sigterm_while_a_flush_waits_on_a_locked_database_saves_everything(world, tally, tmp_path, storage):
     bot = await tally(XP_FLUSH_SECONDS="0.2", LOG_LEVEL="DEBUG")
     with write_locked(tmp_path):
         for _ in range(3):
@@ -47,11 +48,14 @@ async def test_sigterm_while_a_flush_waits_on_a_locked_database_saves_everything
         bot.process.send_signal(signal.SIGTERM)  # ... and waits on the lock (5 s) as the signal arrives
         await bot.wait_for_log("still trying to save the XP of 1 members")  # shutdown waits rather than drops
     assert await bot.wait(timeout=30) == 0
-    assert stored_xp(tmp_path, world.guild.id) == {world.alice.id: 15}
+    assert await storage.xp(world.guild.id) == {world.alice.id: 15}
     assert "shut down cleanly" in bot.log
 
 
-async def test_a_lock_held_past_the_shutdown_bound_exits_1_and_the_next_start_adds_the_xp(world, tally, tmp_path):
+@pytest.mark.backends("sqlite")  # about the SQLite file itself
+async def test_a_lock_held_past_the_shutdown_bound_exits_1_and_the_next_start_adds_the_xp(
+    world, tally, tmp_path, storage
+):
     bot = await tally(XP_FLUSH_SECONDS="60", SHUTDOWN_SAVE_SECONDS="1", XP_PER_MESSAGE="100", COINS_PER_LEVEL="9")
     with write_locked(tmp_path):
         await world.say(world.alice, "one")
@@ -63,18 +67,21 @@ async def test_a_lock_held_past_the_shutdown_bound_exits_1_and_the_next_start_ad
     [kept] = (tmp_path / "data").glob("tally.db.unsaved-*.json")
     assert f"kept that XP in data/{kept.name}" in bot.log
     assert "shut down cleanly" not in bot.log
-    assert stored_xp(tmp_path, world.guild.id) == {}
+    assert await storage.xp(world.guild.id) == {}
 
     again = await tally()  # the lock is gone: the next start adds what was kept
     assert not kept.exists()
-    assert stored_xp(tmp_path, world.guild.id) == {world.alice.id: 100, world.bob.id: 100}
+    assert await storage.xp(world.guild.id) == {world.alice.id: 100, world.bob.id: 100}
     post = await world.ask(world.bob, "!balance")
     assert post.content == "You have 9 coins."
     assert await again.stop() == 0
     assert f"added the XP of 2 members that a shutdown kept in data/{kept.name}" in again.log
 
 
-async def test_a_level_up_while_the_database_is_locked_keeps_its_coins_and_its_announcement(world, tally, tmp_path):
+@pytest.mark.backends("sqlite")  # about the SQLite file itself
+async def test_a_level_up_while_the_database_is_locked_keeps_its_coins_and_its_announcement(
+    world, tally, tmp_path, storage
+):
     bot = await tally(XP_PER_MESSAGE="100", COINS_PER_LEVEL="30")
     with write_locked(tmp_path):
         post = await world.ask(world.alice, "level up while a backup holds the file")
@@ -82,12 +89,13 @@ async def test_a_level_up_while_the_database_is_locked_keeps_its_coins_and_its_a
     post = await world.ask(world.alice, "!balance")
     assert post.content == "You have 30 coins."
     assert await bot.stop() == 0
-    assert stored(tmp_path, "SELECT coins FROM wallets WHERE user_id = ?", world.alice.id) == [(30,)]
-    assert stored(tmp_path, "SELECT kind, amount, to_id FROM ledger") == [("level_up", 30, world.alice.id)]
-    assert stored_xp(tmp_path, world.guild.id) == {world.alice.id: 100}
+    assert await storage.rows("SELECT coins FROM wallets WHERE user_id = $1", world.alice.id) == [(30,)]
+    assert await storage.rows("SELECT kind, amount, to_id FROM ledger") == [("level_up", 30, world.alice.id)]
+    assert await storage.xp(world.guild.id) == {world.alice.id: 100}
 
 
-async def test_level_up_coins_pending_at_shutdown_are_saved_with_their_xp(world, tally, tmp_path):
+@pytest.mark.backends("sqlite")  # about the SQLite file itself
+async def test_level_up_coins_pending_at_shutdown_are_saved_with_their_xp(world, tally, tmp_path, storage):
     bot = await tally(XP_PER_MESSAGE="100", COINS_PER_LEVEL="7", XP_FLUSH_SECONDS="60")
     with write_locked(tmp_path):
         await world.ask(world.alice, "level 2")
@@ -95,10 +103,11 @@ async def test_level_up_coins_pending_at_shutdown_are_saved_with_their_xp(world,
         bot.process.send_signal(signal.SIGTERM)
         await bot.wait_for_log("still trying to save")
     assert await bot.wait(timeout=30) == 0
-    assert stored(tmp_path, "SELECT coins FROM wallets WHERE user_id = ?", world.alice.id) == [(14,)]
-    assert stored_xp(tmp_path, world.guild.id) == {world.alice.id: 200}
+    assert await storage.rows("SELECT coins FROM wallets WHERE user_id = $1", world.alice.id) == [(14,)]
+    assert await storage.xp(world.guild.id) == {world.alice.id: 200}
 
 
+@pytest.mark.backends("sqlite")  # about the SQLite file itself
 async def test_a_command_that_writes_while_the_database_is_locked_says_so_and_changes_nothing(world, tally, tmp_path):
     bot = await tally()
     with write_locked(tmp_path):
@@ -110,6 +119,7 @@ async def test_a_command_that_writes_while_the_database_is_locked_says_so_and_ch
     assert "Traceback" not in bot.log
 
 
+@pytest.mark.backends("sqlite")  # about the SQLite file itself
 @pytest.mark.parametrize("action", ["kick", "ban"])
 async def test_a_kick_or_ban_whose_case_cannot_be_written_says_what_happened(world, tally, tmp_path, action):
     bot = await tally()
@@ -126,6 +136,7 @@ async def test_a_kick_or_ban_whose_case_cannot_be_written_says_what_happened(wor
 # -- 3 to 6: the database file at start ------------------------------------------------
 
 
+@pytest.mark.backends("sqlite")  # about the SQLite file itself
 async def test_a_second_tally_on_the_same_database_refuses_to_start_and_the_first_keeps_running(world, tally):
     first = await tally()
     await world.say(world.alice, "hello")
@@ -139,6 +150,7 @@ async def test_a_second_tally_on_the_same_database_refuses_to_start_and_the_firs
     assert await first.stop() == 0
 
 
+@pytest.mark.backends("sqlite")  # about the SQLite file itself
 async def test_after_a_tally_stops_another_may_use_the_database(world, tally):
     first = await tally()
     assert await first.stop() == 0
@@ -167,6 +179,7 @@ async def start_refused_while(tally, path: Path, mode: int):
     return bot
 
 
+@pytest.mark.backends("sqlite")  # about the SQLite file itself
 async def test_a_read_only_database_file_is_refused_at_start_naming_the_file(world, tally, tmp_path):
     path = await _a_database(tmp_path)
     before = path.read_bytes()
@@ -176,6 +189,7 @@ async def test_a_read_only_database_file_is_refused_at_start_naming_the_file(wor
     assert world.fake.identifies == []
 
 
+@pytest.mark.backends("sqlite")  # about the SQLite file itself
 async def test_a_database_in_a_read_only_folder_is_refused_as_such(world, tally, tmp_path):
     path = await _a_database(tmp_path)
     bot = await start_refused_while(tally, path.parent, 0o555)
@@ -183,8 +197,9 @@ async def test_a_database_in_a_read_only_folder_is_refused_as_such(world, tally,
     assert "not a SQLite database" not in bot.log
 
 
-async def test_a_damaged_page_is_refused_at_start_saying_where_the_backups_are(world, tally, tmp_path):
-    await seed_xp(tmp_path, world.guild.id, [(user_id, user_id, f"member {user_id}") for user_id in range(1, 3001)])
+@pytest.mark.backends("sqlite")  # about the SQLite file itself
+async def test_a_damaged_page_is_refused_at_start_saying_where_the_backups_are(world, tally, tmp_path, storage):
+    await seed_xp(storage, world.guild.id, [(user_id, user_id, f"member {user_id}") for user_id in range(1, 3001)])
     path = tmp_path / "data" / "tally.db"
     (tmp_path / "data" / "tally.db.v1-20260101-000000.bak").write_bytes(b"an earlier copy")
     page_size = 4096
@@ -241,14 +256,14 @@ async def test_numbers_beyond_their_maximum_get_the_calm_bad_number_line(world, 
         "!\u17b4",
     ],
 )
-async def test_prefixes_with_control_or_invisible_characters_are_refused(world, tally, tmp_path, prefix):
+async def test_prefixes_with_control_or_invisible_characters_are_refused(world, tally, storage, prefix):
     bot = await tally()
     post = await world.ask(world.mod, f"!prefix {prefix}")
     assert post.content == "That prefix won't work: a prefix cannot contain control or invisible characters."
     post = await world.ask(world.alice, "!prefix")
     assert post.content.startswith("My prefix here is `!`")
     assert await bot.stop() == 0
-    assert stored(tmp_path, "SELECT COUNT(*) FROM guild_settings") == [(0,)]
+    assert await storage.rows("SELECT COUNT(*) FROM guild_settings") == [(0,)]
 
 
 async def test_prefixes_that_mention_roles_or_everyone_are_still_refused(world, tally):
@@ -286,9 +301,9 @@ async def test_case_keeps_working_after_many_long_reason_corrections(world, tall
     assert lines[-1] == f"… and {12 - shown} earlier"
 
 
-async def test_modlog_names_a_moderator_tally_has_not_seen_instead_of_saying_left(world, tally, tmp_path):
+async def test_modlog_names_a_moderator_tally_has_not_seen_instead_of_saying_left(world, tally, storage):
     late = world.fake.add_user("latemod")
-    db = await Database.open(tmp_path / "data" / "tally.db")
+    db = await storage.open()
     await db.open_case(world.guild.id, "warn", world.bob.id, "bob", late.id, "spam")
     await db.close()
     await tally()
@@ -303,7 +318,7 @@ async def test_modlog_names_a_moderator_tally_has_not_seen_instead_of_saying_lef
 # -- 12: the token revoked while running ------------------------------------------------------
 
 
-async def test_a_token_revoked_while_running_exits_2_with_the_portal_line_after_saving_xp(world, tally, tmp_path):
+async def test_a_token_revoked_while_running_exits_2_with_the_portal_line_after_saving_xp(world, tally, storage):
     bot = await tally(XP_FLUSH_SECONDS="60")
     for _ in range(3):
         await world.say(world.alice, "chat")
@@ -314,7 +329,7 @@ async def test_a_token_revoked_while_running_exits_2_with_the_portal_line_after_
     assert "Discord rejected DISCORD_TOKEN: reset the token in the Discord Developer Portal" in bot.log
     assert "Traceback" not in bot.log
     assert world.fake.token not in bot.log
-    assert stored_xp(tmp_path, world.guild.id) == {world.alice.id: 15}
+    assert await storage.xp(world.guild.id) == {world.alice.id: 15}
 
 
 # -- signals at awkward moments ------------------------------------------------------------

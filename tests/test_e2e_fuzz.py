@@ -467,14 +467,14 @@ def number_and_text(f: Fuzzer, edge: str | None) -> list[str | None]:
     return [edge, text if text.strip() else "a new reason"]
 
 
-async def test_fuzzed_level_leaderboard_and_help_commands_answer_safely(world, tally, tmp_path):
+async def test_fuzzed_level_leaderboard_and_help_commands_answer_safely(world, tally, storage):
     crowd = add_crowd(world)
     pranks = add_pranksters(world)
     board = [world.alice, world.bob, *crowd[:3]]
     rows = [(user.id, 10 * (i + 1), user.username) for i, user in enumerate(board)]
     rows += [(10**17 + i, 5 + i, name) for i, name in enumerate(["@everyone gone", "**left**", "<@&1>", "\u202eevil"])]
     rows += [(10**17 + 10 + i, 1, f"old{i}") for i in range(6)]  # 15 on the board: two pages
-    await seed_xp(tmp_path, world.guild.id, rows)
+    await seed_xp(storage, world.guild.id, rows)
     bot = await tally()
     fuzzer = Fuzzer(world, "leveling", [*references(world), *pranks])
     long_word = "x" * MESSAGE_LIMIT

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from tests.fake_discord import KICK_MEMBERS, MANAGE_MESSAGES
-from tests.helpers import field, stored
+from tests.helpers import field
 
 
-async def test_warn_records_a_numbered_case_and_dms_the_member(world, tally, tmp_path):
+async def test_warn_records_a_numbered_case_and_dms_the_member(world, tally, storage):
     bot = await tally()
     post = await world.ask(world.mod, "!warn bob stop spamming")
     assert post.content == "Case #1: warned bob."
@@ -17,7 +17,7 @@ async def test_warn_records_a_numbered_case_and_dms_the_member(world, tally, tmp
     post = await world.ask(world.mod, "!warn bob again")
     assert post.content == "Case #2: warned bob."
     assert await bot.stop() == 0
-    assert stored(tmp_path, "SELECT number, action, target_id, moderator_id, reason FROM cases ORDER BY number") == [
+    assert await storage.rows("SELECT number, action, target_id, moderator_id, reason FROM cases ORDER BY number") == [
         (1, "warn", world.bob.id, world.mod.id, "stop spamming"),
         (2, "warn", world.bob.id, world.mod.id, "again"),
     ]

@@ -48,6 +48,7 @@ async def test_missing_privileged_intents_exit_with_a_developer_portal_hint(worl
     assert "Traceback" not in bot.log
 
 
+@pytest.mark.backends("sqlite")  # about the SQLite file itself
 async def test_a_file_that_is_not_a_database_is_refused_and_kept(world, tally, tmp_path):
     (tmp_path / "data").mkdir()
     notes = tmp_path / "data" / "tally.db"

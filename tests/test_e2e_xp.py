@@ -5,18 +5,18 @@ from __future__ import annotations
 import pytest
 
 from tests.fake_discord import SEND_MESSAGES, Overwrite
-from tests.helpers import field, stored, stored_xp
+from tests.helpers import field
 
 
-async def test_chatting_earns_xp_that_is_shown_and_stored(world, tally, tmp_path):
+async def test_chatting_earns_xp_that_is_shown_and_stored(world, tally, storage):
     bot = await tally()
     for text in ("hello", "how is everyone", "nice"):
         await world.say(world.alice, text)
     post = await world.ask(world.alice, "!level")
     assert field(post, "Total XP") == "15"
     assert await bot.stop() == 0
-    assert stored_xp(tmp_path, world.guild.id) == {world.alice.id: 15}
-    assert stored(tmp_path, "SELECT name FROM members") == [("alice",)]
+    assert await storage.xp(world.guild.id) == {world.alice.id: 15}
+    assert await storage.rows("SELECT name FROM members") == [("alice",)]
 
 
 async def test_cooldown_gives_xp_once_per_window(world, tally):
@@ -27,7 +27,7 @@ async def test_cooldown_gives_xp_once_per_window(world, tally):
     assert field(post, "Total XP") == "5"
 
 
-async def test_bots_webhooks_system_messages_dms_and_commands_earn_nothing(world, tally, tmp_path):
+async def test_bots_webhooks_system_messages_dms_and_commands_earn_nothing(world, tally, storage):
     bot = await tally()
     await world.say(world.other_bot, "beep boop")
     await world.fake.say(world.general, world.alice, "via webhook", webhook_id=123456789012345678)
@@ -38,7 +38,7 @@ async def test_bots_webhooks_system_messages_dms_and_commands_earn_nothing(world
     post = await world.ask(world.alice, "!level")
     assert "haven't earned any XP" in post.content
     assert await bot.stop() == 0
-    assert stored_xp(tmp_path, world.guild.id) == {}
+    assert await storage.xp(world.guild.id) == {}
 
 
 async def test_an_unknown_command_earns_xp_and_gets_no_reply(world, tally):
@@ -70,7 +70,7 @@ async def test_mee6_curve_starts_at_level_0_and_announces_level_1_at_100_xp(worl
     assert announcement.content.endswith("reached level 1!")
 
 
-async def test_xp_is_per_guild(world, tally, tmp_path):
+async def test_xp_is_per_guild(world, tally, storage):
     fake = world.fake
     second = fake.add_guild("Second Server")
     channel = fake.add_channel(second, "chat")
@@ -82,8 +82,8 @@ async def test_xp_is_per_guild(world, tally, tmp_path):
     post = await world.ask(world.alice, "!level", channel)
     assert field(post, "Total XP") == "10"
     assert await bot.stop() == 0
-    assert stored_xp(tmp_path, world.guild.id) == {world.alice.id: 5}
-    assert stored_xp(tmp_path, second.id) == {world.alice.id: 10}
+    assert await storage.xp(world.guild.id) == {world.alice.id: 5}
+    assert await storage.xp(second.id) == {world.alice.id: 10}
 
 
 async def test_a_channel_the_bot_cannot_post_in_is_logged_and_the_bot_carries_on(world, tally):
@@ -96,13 +96,14 @@ async def test_a_channel_the_bot_cannot_post_in_is_logged_and_the_bot_carries_on
     post = await world.ask(world.alice, "!level")
     assert field(post, "Level") == "2"
     assert [p.channel_id for p in world.fake.posts] == [world.general.id]
+    await bot.wait_for_log(f"cannot post in channel {quiet.id}: missing permission", count=2)
     assert await bot.stop() == 0  # the log is complete once the process has exited
     assert bot.log.count(f"cannot post in channel {quiet.id}: missing permission") == 2
     assert "Traceback" not in bot.log
 
 
 @pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
-async def test_a_clean_shutdown_saves_every_acknowledged_xp_and_exits_0(world, tally, tmp_path, signal_name):
+async def test_a_clean_shutdown_saves_every_acknowledged_xp_and_exits_0(world, tally, storage, signal_name):
     import signal
 
     bot = await tally(XP_FLUSH_SECONDS="60")  # nothing is flushed by the timer during the test
@@ -111,22 +112,22 @@ async def test_a_clean_shutdown_saves_every_acknowledged_xp_and_exits_0(world, t
     post = await world.ask(world.bob, "!level")
     assert field(post, "Total XP") == "35"
     assert await bot.stop(getattr(signal, signal_name)) == 0
-    assert stored_xp(tmp_path, world.guild.id) == {world.bob.id: 35}
+    assert await storage.xp(world.guild.id) == {world.bob.id: 35}
     assert "shut down cleanly" in bot.log
 
 
-async def test_level_and_leaderboard_include_xp_that_is_not_yet_written(world, tally, tmp_path):
+async def test_level_and_leaderboard_include_xp_that_is_not_yet_written(world, tally, storage):
     await tally(XP_FLUSH_SECONDS="60")
     await world.say(world.alice, "one")
     await world.say(world.alice, "two")
     post = await world.ask(world.alice, "!level")
     assert field(post, "Total XP") == "10"
-    assert stored_xp(tmp_path, world.guild.id) == {}  # still pending in memory
+    assert await storage.xp(world.guild.id) == {}  # still pending in memory
     post = await world.ask(world.alice, "!leaderboard")
     assert post.embeds[0]["description"] == "**#1** alice · level 1 · 10 XP"
 
 
-async def test_sigkill_loses_at_most_the_last_flush_interval_and_nothing_else(world, tally, tmp_path):
+async def test_sigkill_loses_at_most_the_last_flush_interval_and_nothing_else(world, tally, storage):
     bot = await tally(XP_FLUSH_SECONDS="60")
     for _ in range(2):
         await world.say(world.alice, "earlier")
@@ -142,8 +143,8 @@ async def test_sigkill_loses_at_most_the_last_flush_interval_and_nothing_else(wo
     assert field(post, "Total XP") == "25"
     await bot.kill()  # SIGKILL: no shutdown code runs
 
-    assert stored_xp(tmp_path, world.guild.id) == {world.alice.id: 10}  # only this interval's 15 XP is gone
-    assert stored(tmp_path, "SELECT prefix FROM guild_settings") == [("?",)]
+    assert await storage.xp(world.guild.id) == {world.alice.id: 10}  # only this interval's 15 XP is gone
+    assert await storage.rows("SELECT prefix FROM guild_settings") == [("?",)]
     await tally()
     post = await world.ask(world.alice, "?level")
     assert field(post, "Total XP") == "10"

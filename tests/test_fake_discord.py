@@ -12,6 +12,7 @@ import pytest
 from tests.fake_discord import (
     ADMINISTRATOR,
     EVERYONE_DEFAULT,
+    INTENT_DIRECT_MESSAGES,
     INTENT_GUILD_MESSAGES,
     INTENT_GUILDS,
     OP_IDENTIFY,
@@ -22,6 +23,7 @@ from tests.fake_discord import (
     FakeDiscord,
     Overwrite,
     pinged,
+    shard_of,
 )
 
 
@@ -233,11 +235,14 @@ async def test_leading_and_trailing_whitespace_does_not_count_towards_an_embed_l
 # -- a token reset in the Developer Portal ------------------------------------------------
 
 
-async def identify(ws: aiohttp.ClientWebSocketResponse, token: str) -> None:
+async def identify(ws: aiohttp.ClientWebSocketResponse, token: str, shard: list[int] | None = None) -> None:
     assert (await ws.receive_json())["op"] == 10  # HELLO
-    intents = INTENT_GUILDS | INTENT_GUILD_MESSAGES
+    intents = INTENT_GUILDS | INTENT_GUILD_MESSAGES | INTENT_DIRECT_MESSAGES
     properties = {"os": "linux", "browser": "tests", "device": "tests"}
-    await ws.send_json({"op": OP_IDENTIFY, "d": {"token": token, "intents": intents, "properties": properties}})
+    data = {"token": token, "intents": intents, "properties": properties}
+    if shard is not None:
+        data["shard"] = shard
+    await ws.send_json({"op": OP_IDENTIFY, "d": data})
 
 
 async def until_ready(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
@@ -304,3 +309,92 @@ async def test_after_revoke_token_the_old_session_cannot_be_resumed(world):
             answer = await asyncio.wait_for(ws.receive_json(), 5)
     assert answer["op"] == OP_INVALID_SESSION and answer["d"] is False
     assert fake.resumes == 0
+
+
+# -- sharding -----------------------------------------------------------------------------
+
+
+async def received_until_closed(ws: aiohttp.ClientWebSocketResponse) -> list[dict[str, Any]]:
+    """Every gateway message the socket gets until the server closes it."""
+    received = []
+    while (msg := await ws.receive()).type == aiohttp.WSMsgType.TEXT:
+        received.append(json.loads(msg.data))
+    return received
+
+
+def about(payload: dict[str, Any]) -> tuple[str, str | None]:
+    """A dispatch as (event, the guild it is about): None for READY and DMs."""
+    data = payload["d"]
+    return payload["t"], data["id"] if payload["t"] == "GUILD_CREATE" else data.get("guild_id")
+
+
+async def test_gateway_bot_recommends_the_configured_shard_count():
+    fake = FakeDiscord(shard_count=3)
+    await fake.start()
+    try:
+        headers = {"Authorization": f"Bot {fake.token}"}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{fake.url}/api/v10/gateway/bot", headers=headers) as response,
+        ):
+            answer = await response.json()
+    finally:
+        await fake.stop()
+    assert answer["shards"] == 3
+    assert answer["url"] == fake.gateway_url
+    assert answer["session_start_limit"]["max_concurrency"] == 1
+
+
+async def test_each_shard_gets_only_its_guilds_and_their_messages_and_dms_go_to_shard_0():
+    fake = FakeDiscord(shard_count=2)
+    owner = fake.add_user("owner")
+    guilds = [fake.add_guild(f"on shard {shard_id}", owner, shard=(shard_id, 2)) for shard_id in (0, 1)]
+    assert [shard_of(guild.id, 2) for guild in guilds] == [0, 1]
+    channels = [fake.add_channel(guild) for guild in guilds]
+    await fake.start()
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(f"{fake.gateway_url}?v=10&encoding=json") as ws0,
+            http.ws_connect(f"{fake.gateway_url}?v=10&encoding=json") as ws1,
+        ):
+            await identify(ws1, fake.token, [1, 2])
+            await identify(ws0, fake.token, [0, 2])
+            for shard_id in (0, 1):
+                await fake.wait_until_ready(5, shard_id=shard_id)
+            assert [s.shard for s in fake.live_sessions] == [(0, 2), (1, 2)]
+            for channel in reversed(channels):
+                await fake.say(channel, owner, "hello")
+            await fake.say_in_dm(owner, "psst")
+            await fake.drop_connection()
+            received = await asyncio.wait_for(asyncio.gather(received_until_closed(ws0), received_until_closed(ws1)), 5)
+    finally:
+        await fake.stop()
+    for shard_id, payloads in enumerate(received):
+        guild_id = str(guilds[shard_id].id)
+        ready = payloads[0]["d"]
+        assert ready["shard"] == [shard_id, 2]
+        assert ready["guilds"] == [{"id": guild_id, "unavailable": True}]
+        expected = [("READY", None), ("GUILD_CREATE", guild_id), ("MESSAGE_CREATE", guild_id)]
+        if shard_id == 0:
+            expected.append(("MESSAGE_CREATE", None))  # the DM
+        assert [about(p) for p in payloads] == expected
+
+
+@pytest.mark.parametrize("shard", [[2, 2], [-1, 2], [0, 0]])
+async def test_identify_with_an_invalid_shard_is_closed_with_4010(world, shard):
+    world.fake.shard_count = 2
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{world.fake.gateway_url}?v=10&encoding=json") as ws:
+        await identify(ws, world.fake.token, shard)
+        closed = await asyncio.wait_for(closed_with(ws), 5)
+    assert closed == (4010, "Invalid shard.")
+
+
+@pytest.mark.parametrize("shard", [None, [0, 1]])
+async def test_identify_with_fewer_shards_than_discord_requires_is_closed_with_4011(world, shard):
+    world.fake.shard_count = 2
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{world.fake.gateway_url}?v=10&encoding=json") as ws:
+        await identify(ws, world.fake.token, shard)
+        closed = await asyncio.wait_for(closed_with(ws), 5)
+    assert closed == (4011, "Sharding required.")
+    assert world.fake.sessions == {}

@@ -1,4 +1,4 @@
-"""db.py against real SQLite files: schema checks, upgrades, refusals and queries."""
+"""The SQLite file itself: schema checks, upgrades, backups, refusals, the one-process lock, kept XP."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from db import SCHEMA_PATH, SCHEMA_VERSION, Database, DatabaseRefused, XpGain
+from db import SCHEMA_VERSION, Database, DatabaseRefused, XpGain
+from storage.sqlite import SCHEMA_PATH
 
 GUILD = 111111111111111111
 
@@ -39,11 +40,11 @@ async def test_a_new_file_gets_the_whole_schema_and_its_version(tmp_path):
     assert {"guild_settings", "members"} <= names
 
 
-async def test_connection_uses_wal_and_foreign_keys(db):
-    async with db._conn.execute("PRAGMA journal_mode") as cursor:
-        assert (await cursor.fetchone())[0] == "wal"
-    async with db._conn.execute("PRAGMA foreign_keys") as cursor:
-        assert (await cursor.fetchone())[0] == 1
+async def test_connection_uses_wal_and_foreign_keys(tmp_path):
+    db = await Database.open(tmp_path / "tally.db")
+    assert await db._store.fetchval("PRAGMA journal_mode") == "wal"
+    assert await db._store.fetchval("PRAGMA foreign_keys") == 1
+    await db.close()
 
 
 async def test_reopening_a_current_file_keeps_its_data(tmp_path):
@@ -152,57 +153,6 @@ async def test_an_older_file_without_an_upgrade_path_is_refused(tmp_path):
     with pytest.raises(DatabaseRefused, match=f"no upgrade from version {SCHEMA_VERSION}"):
         await Database.open(path, schema_path=schema, schema_version=NEXT, migrations={})
     assert user_version(path) == SCHEMA_VERSION
-
-
-async def test_prefix_is_set_replaced_and_reset_per_guild(db):
-    await db.set_prefix(GUILD, "?")
-    await db.set_prefix(GUILD, "t!")
-    await db.set_prefix(GUILD + 1, "$")
-    assert await db.prefixes() == {GUILD: "t!", GUILD + 1: "$"}
-    await db.reset_prefix(GUILD)
-    assert await db.prefixes() == {GUILD + 1: "$"}
-
-
-async def test_schema_refuses_a_prefix_longer_than_five_characters(db):
-    with pytest.raises(sqlite3.IntegrityError):
-        await db.set_prefix(GUILD, "toolong")
-    assert await db.prefixes() == {}
-
-
-async def test_add_xp_adds_to_what_is_stored_and_keeps_first_seen(db):
-    await db.add_xp([XpGain(GUILD, 1, 10, "old name", 1000), XpGain(GUILD, 2, 5, "bob", 1000)])
-    await db.add_xp([XpGain(GUILD, 1, 7, "new name", 2000)])
-    assert await db.member_xp(GUILD, 1) == 17
-    assert await db.names(GUILD, [1, 2, 3]) == {1: "new name", 2: "bob"}
-    async with db._conn.execute("SELECT first_seen FROM members WHERE user_id = 1") as cursor:
-        assert (await cursor.fetchone())[0] == 1000
-
-
-async def test_xp_is_per_guild(db):
-    await db.add_xp([XpGain(GUILD, 1, 10, "a", 0), XpGain(GUILD + 1, 1, 3, "a", 0)])
-    assert await db.guild_xp(GUILD) == [(1, 10)]
-    assert await db.guild_xp(GUILD + 1) == [(1, 3)]
-
-
-async def test_guild_xp_returns_every_member_of_the_guild(db):
-    await db.add_xp([XpGain(GUILD, 30, 50, "c", 0), XpGain(GUILD, 10, 50, "a", 0), XpGain(GUILD, 20, 90, "b", 0)])
-    assert sorted(await db.guild_xp(GUILD)) == [(10, 50), (20, 90), (30, 50)]
-
-
-async def test_sql_looking_text_is_stored_as_plain_text(db):
-    name = "Robert'); DROP TABLE members;--"
-    await db.add_xp([XpGain(GUILD, 1, 5, name, 0)])
-    await db.set_prefix(GUILD, "';--")
-    assert await db.names(GUILD, [1]) == {1: name}
-    assert await db.prefixes() == {GUILD: "';--"}
-
-
-async def test_a_failed_transaction_rolls_back_everything_in_it(db):
-    with pytest.raises(RuntimeError):
-        async with db.transaction() as conn:
-            await conn.execute("INSERT INTO guild_settings (guild_id, prefix) VALUES (?, ?)", (GUILD, "?"))
-            raise RuntimeError("boom")
-    assert await db.prefixes() == {}
 
 
 async def test_a_foundation_database_is_upgraded_to_coins_and_cases_keeping_everything(tmp_path):

@@ -1,0 +1,127 @@
+"""The SQL for XP: the write-behind flush, a guild's board, one member, names."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import Iterable
+
+from storage.records import XpGain
+
+# The flush: every pending gain added (never overwritten: another process may
+# have added too) in one round trip, with the level-up coins and their ledger
+# rows. The two dialects unpack a batch differently, so the statement stands twice.
+
+# PostgreSQL: one statement (data-modifying CTEs), the gains as seven arrays.
+ADD_XP_POSTGRES = """
+WITH gains AS (
+    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[])
+        AS g (guild_id, user_id, xp, name, seen_at, coins)
+), xp AS (
+    INSERT INTO members (guild_id, user_id, xp, name, first_seen)
+    SELECT guild_id, user_id, xp, name, seen_at FROM gains
+    ON CONFLICT (guild_id, user_id) DO UPDATE SET xp = members.xp + excluded.xp, name = excluded.name
+), paid AS (
+    INSERT INTO wallets (guild_id, user_id, coins, name)
+    SELECT guild_id, user_id, coins, name FROM gains WHERE coins > 0
+    ON CONFLICT (guild_id, user_id) DO UPDATE SET coins = wallets.coins + excluded.coins, name = excluded.name
+)
+INSERT INTO ledger (guild_id, from_id, to_id, amount, kind, actor_id, reason, created_at)
+SELECT guild_id, NULL, user_id, coins, 'level_up', user_id, NULL, seen_at FROM gains WHERE coins > 0
+"""
+
+# SQLite: one JSON array that SQLite unpacks itself, one statement per table in one transaction.
+ADD_XP_SQLITE = (
+    "INSERT INTO members (guild_id, user_id, xp, name, first_seen) "
+    "SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 FROM json_each($1) WHERE true "
+    "ON CONFLICT (guild_id, user_id) DO UPDATE SET xp = members.xp + excluded.xp, name = excluded.name"
+)
+PAY_LEVEL_UPS_SQLITE = (
+    "INSERT INTO wallets (guild_id, user_id, coins, name) "
+    "SELECT value ->> 0, value ->> 1, value ->> 5, value ->> 3 FROM json_each($1) WHERE value ->> 5 > 0 "
+    "ON CONFLICT (guild_id, user_id) DO UPDATE SET coins = wallets.coins + excluded.coins, name = excluded.name"
+)
+LEDGER_LEVEL_UPS_SQLITE = (
+    "INSERT INTO ledger (guild_id, from_id, to_id, amount, kind, actor_id, reason, created_at) "
+    "SELECT value ->> 0, NULL, value ->> 1, value ->> 5, 'level_up', value ->> 1, NULL, value ->> 4 "
+    "FROM json_each($1) WHERE value ->> 5 > 0"
+)
+
+NAMES = {
+    "sqlite": "SELECT user_id, name FROM members WHERE guild_id = $1 AND user_id IN (SELECT value FROM json_each($2))",
+    "postgres": "SELECT user_id, name FROM members WHERE guild_id = $1 AND user_id = ANY($2::bigint[])",
+}
+
+
+class LevelsSQL:
+    """XP and members (mixed into db.Database)."""
+
+    async def add_xp(self, gains: Iterable[XpGain]) -> None:
+        """Add every gain at once: one round trip, whatever the number of members.
+
+        Level-up coins land with the XP that earned them, each with its ledger
+        row (the member is its actor: they earned it). The batch is encoded in
+        a worker thread: one encoding of 10,000 rows would stall the event loop.
+        """
+        gains = sorted(gains)  # key order: two writers lock rows in the same order
+        if not gains:
+            return
+        if self._store.dialect == "postgres":
+            columns = await asyncio.to_thread(_columns, gains)
+            await self._store.execute(ADD_XP_POSTGRES, *columns)
+            return
+        payload, with_coins = await asyncio.to_thread(_json_rows, gains)
+
+        async def add(conn):
+            await conn.execute(ADD_XP_SQLITE, payload)
+            if with_coins:
+                await conn.execute(PAY_LEVEL_UPS_SQLITE, payload)
+                await conn.execute(LEDGER_LEVEL_UPS_SQLITE, payload)
+
+        await self._store.write(add)
+
+    async def guild_xp(self, guild_id: int) -> list[tuple[int, int]]:
+        """Every ``(user_id, xp)`` in the guild, in no particular order."""
+        rows = await self._store.fetch("SELECT user_id, xp FROM members WHERE guild_id = $1", guild_id)
+        return [(row[0], row[1]) for row in rows]
+
+    async def member_xp(self, guild_id: int, user_id: int) -> int:
+        """The XP stored for one member (0 when there is no row)."""
+        xp = await self._store.fetchval(
+            "SELECT xp FROM members WHERE guild_id = $1 AND user_id = $2", guild_id, user_id
+        )
+        return xp or 0
+
+    async def names(self, guild_id: int, user_ids: Iterable[int]) -> dict[int, str]:
+        """Last known names of the given members (the IDs travel as one array: the query stays fixed)."""
+        user_ids = list(user_ids)
+        ids = json.dumps(user_ids) if self._store.dialect == "sqlite" else user_ids
+        rows = await self._store.fetch(NAMES[self._store.dialect], guild_id, ids)
+        return {row[0]: row[1] for row in rows}
+
+    async def first_seen(self, guild_id: int, user_id: int) -> int | None:
+        return await self._store.fetchval(
+            "SELECT first_seen FROM members WHERE guild_id = $1 AND user_id = $2", guild_id, user_id
+        )
+
+
+def _columns(gains: list[XpGain]) -> list[list]:
+    """Gains as one list per field, the arrays PostgreSQL's unnest takes."""
+    return [list(column) for column in zip(*gains, strict=True)]
+
+
+def _json_rows(gains: Iterable[XpGain], chunk: int = 500) -> tuple[str, bool]:
+    """Gains as one JSON array, encoded in chunks; and whether any brings coins.
+
+    Run in a worker thread: json.dumps holds the GIL for its whole call, so a
+    single call over 10,000 rows would stall the event loop for ~20 ms, while
+    chunks of 500 let the loop run between them.
+    """
+    gains = iter(gains)
+    parts = []
+    with_coins = False
+    while batch := list(itertools.islice(gains, chunk)):
+        parts.append(json.dumps(batch)[1:-1])
+        with_coins = with_coins or any(gain.coins for gain in batch)
+    return "[" + ",".join(parts) + "]", with_coins

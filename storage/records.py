@@ -1,0 +1,82 @@
+"""The values the store hands out and takes in, and the errors it raises.
+
+Plain named tuples and exceptions, with no SQL and no backend behind them, so
+the bot and the extensions can use them without knowing which database runs.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class DatabaseRefused(Exception):
+    """The database cannot be used; the message is one line that says why and what to do."""
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached (a PostgreSQL server that is down or restarting).
+
+    Whatever asked may try again later; chat keeps earning XP in memory meanwhile.
+    """
+
+
+class DatabaseBusy(DatabaseUnavailable):
+    """Another program held SQLite's write lock past the busy timeout; nothing was changed."""
+
+
+class ConstraintViolated(Exception):
+    """A write broke a constraint of the schema (a CHECK, a key); nothing was changed."""
+
+
+class InsufficientCoins(Exception):
+    """A debit larger than the balance: nothing was changed."""
+
+    def __init__(self, balance: int) -> None:
+        super().__init__(balance)
+        self.balance = balance
+
+
+class XpGain(NamedTuple):
+    """XP a member earned since the last flush, and the level-up coins it brought."""
+
+    guild_id: int
+    user_id: int
+    xp: int
+    name: str
+    seen_at: int  # Unix seconds of the first message behind this gain
+    coins: int = 0  # level-up coins, written with the XP that earned them
+
+
+class Daily(NamedTuple):
+    claimed: bool
+    balance: int
+    next_claim_at: int  # Unix seconds
+
+
+class Movement(NamedTuple):
+    """One ledger row."""
+
+    id: int
+    from_id: int | None
+    to_id: int | None
+    amount: int
+    kind: str
+    actor_id: int
+    reason: str | None
+    created_at: int
+
+
+class Case(NamedTuple):
+    number: int
+    action: str
+    target_id: int
+    target_name: str
+    moderator_id: int
+    reason: str | None
+    created_at: int
+
+
+class OldReason(NamedTuple):
+    reason: str | None
+    moderator_id: int
+    replaced_at: int

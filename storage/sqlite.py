@@ -1,0 +1,422 @@
+"""The SQLite backend: one file, one long-lived aiosqlite connection, one writer.
+
+Every write goes through :meth:`SQLiteStore.transaction`, which holds one lock,
+so writes never interleave. Queries are written once for both backends with
+``$1`` placeholders; SQLite reads ``?1`` for the same thing, and
+:class:`SQLiteConnection` translates.
+
+At start-up :meth:`SQLiteStore.open` makes sure the file is a Tally database
+it understands: a new file gets ``schema.sql``; an older one is upgraded by
+the numbered migrations in ``migrations/sqlite`` (after a backup copy);
+anything else is refused with a :class:`DatabaseRefused` whose message says
+what to do, and the file is left untouched. Refused too, before anything is
+written: a read-only file, a folder SQLite cannot create its journal files
+in, a file with damaged pages (``PRAGMA quick_check``), and, for the bot, a
+file another Tally process is using (an exclusive lock on ``<file>.lock``
+that the kernel releases when the process ends, however it ends).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import functools
+import logging
+import os
+import re
+import sqlite3
+import stat
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from storage.records import ConstraintViolated, DatabaseBusy, DatabaseRefused
+from storage.schema import SchemaReport, numbered_scripts, refuse_unless_complete, refuse_unless_upgradable
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_PATH = ROOT / "schema.sql"
+MIGRATIONS_DIR = ROOT / "migrations" / "sqlite"
+
+T = TypeVar("T")
+
+
+@functools.cache
+def _numbered(query: str) -> str:
+    """``$1`` → ``?1``: SQLite's spelling of a numbered placeholder."""
+    return re.sub(r"\$(\d+)", r"?\1", query)
+
+
+class SQLiteConnection:
+    """The connection the SQL of each concern talks to (the same four calls as on PostgreSQL)."""
+
+    dialect = "sqlite"
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, query: str, *args: Any) -> int:
+        """Run one statement; the number of rows it changed."""
+        try:
+            cursor = await self._conn.execute(_numbered(query), args)
+        except sqlite3.IntegrityError as exc:
+            raise ConstraintViolated(str(exc)) from exc
+        return cursor.rowcount
+
+    async def executemany(self, query: str, rows: list[tuple]) -> None:
+        """One statement for many rows (copy-data's batches)."""
+        try:
+            await self._conn.executemany(_numbered(query), rows)
+        except sqlite3.IntegrityError as exc:
+            raise ConstraintViolated(str(exc)) from exc
+
+    async def fetch(self, query: str, *args: Any) -> list[sqlite3.Row]:
+        try:
+            return list(await self._conn.execute_fetchall(_numbered(query), args))
+        except sqlite3.IntegrityError as exc:  # an INSERT ... RETURNING
+            raise ConstraintViolated(str(exc)) from exc
+
+    async def fetchrow(self, query: str, *args: Any) -> sqlite3.Row | None:
+        rows = await self.fetch(query, *args)
+        return rows[0] if rows else None
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        row = await self.fetchrow(query, *args)
+        return row[0] if row else None
+
+
+async def schema_report(conn: aiosqlite.Connection) -> SchemaReport:
+    """The schema as the start-up check sees it: tables with their columns, and indexes."""
+    tables: dict[str, set[str]] = {}
+    indexes: set[str] = set()
+    async with conn.execute(
+        "SELECT type, name FROM sqlite_master WHERE type IN ('table', 'index') AND name NOT LIKE 'sqlite_%'"
+    ) as cursor:
+        objects = await cursor.fetchall()
+    for kind, name in objects:
+        if kind == "index":
+            indexes.add(name)
+            continue
+        async with conn.execute("SELECT name FROM pragma_table_info(?)", (name,)) as cursor:
+            tables[name] = {row[0] for row in await cursor.fetchall()}
+    return SchemaReport(tables, indexes)
+
+
+async def schema_definitions(conn: SQLiteConnection) -> dict[str, str]:
+    """Every table's and index's full definition (comments and spacing aside), and the version.
+
+    SQLite keeps each CREATE statement as written, so types, defaults, keys
+    and CHECK constraints are all in it.
+    """
+    rows = await conn.fetch(
+        "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' AND sql IS NOT NULL"
+    )
+    found = {f"{kind} {name}": " ".join(re.sub(r"--[^\n]*", "", sql).split()) for kind, name, sql in rows}
+    found["version"] = str(await conn.fetchval("PRAGMA user_version"))
+    return found
+
+
+async def _expected_schema(schema_sql: str) -> SchemaReport:
+    """What schema.sql creates, read back from a scratch in-memory database."""
+    async with aiosqlite.connect(":memory:", isolation_level=None) as scratch:
+        await scratch.executescript(schema_sql)
+        return await schema_report(scratch)
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process may write ``path``, by its permissions.
+
+    ``os.access`` answers for ordinary users; root may write anything, so for
+    root a file or folder with no write bit at all counts as read-only too:
+    whoever took the bits away meant it.
+    """
+    if not os.access(path, os.W_OK):
+        return False
+    return os.geteuid() != 0 or bool(path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse a read-only file, or a folder SQLite cannot create its journal files in."""
+    folder = path.parent
+    if not _writable(folder):
+        raise DatabaseRefused(
+            f"the folder {folder} is not writable: SQLite must create its journal files ({path.name}-wal, "
+            f"{path.name}-shm) beside {path.name}; make the folder writable by the user running Tally"
+        )
+    if path.exists() and not _writable(path):
+        raise DatabaseRefused(
+            f"{path} is read-only: Tally must write to it; make it writable by the user running Tally "
+            f"(for example chmod u+w {path})"
+        )
+
+
+def backups_of(path: Path) -> list[Path]:
+    """The automatic backups of ``path`` (made before each upgrade), newest first."""
+    return sorted(path.parent.glob(f"{path.name}.v*-*.bak"), key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def _damaged(path: Path, problem: str) -> DatabaseRefused:
+    problem = " ".join(problem.replace("*** in database main ***", "").split())[:300]  # one line
+    found = backups_of(path)
+    where = f"the newest is {found[0]}" if found else f"none found in {path.parent}"
+    return DatabaseRefused(
+        f"{path} is damaged ({problem}); restore a backup (Tally's automatic backups are "
+        f"{path.parent / (path.name + '.v*.bak')}: {where}) or move the file away to start afresh"
+    )
+
+
+def hold_exclusive(path: Path) -> int:
+    """Take the one-process lock on ``path``; returns the lock file's descriptor.
+
+    ``flock`` on a file beside the database, never on the database itself
+    (closing any descriptor of the database would drop SQLite's own locks).
+    The kernel releases it when the process ends, even by SIGKILL.
+    """
+    path = path.resolve()  # one lock file per real file, whichever path or link names it
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise DatabaseRefused(f"cannot create the lock file {lock_path}: {exc.strerror}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        os.close(fd)
+        pid = f" (pid {holder})" if holder.isdigit() else ""
+        raise DatabaseRefused(
+            f"another Tally is using this database{pid}: {path}; stop it first, or give this one its own DATABASE_PATH"
+        ) from None
+    except OSError as exc:  # a file system without locks (some network mounts)
+        os.close(fd)
+        raise DatabaseRefused(f"cannot lock {lock_path} ({exc.strerror}): keep the database on a local disk") from exc
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError:
+        pass  # the pid is only a courtesy for the refusal line; the lock is what counts
+    return fd
+
+
+class SQLiteStore:
+    """One SQLite file. Build it with ``await SQLiteStore.open(path)``."""
+
+    dialect = "sqlite"
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path, lock_fd: int | None = None) -> None:
+        self._conn = conn
+        self._reader = SQLiteConnection(conn)
+        self.path = path
+        self.description = f"SQLite file {path}"
+        self._write_lock = asyncio.Lock()
+        self._lock_fd = lock_fd
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path | str,
+        *,
+        schema_path: Path = SCHEMA_PATH,
+        schema_version: int,
+        migrations: dict[int, str] | None = None,
+        busy_timeout: float = 5.0,
+        exclusive: bool = False,
+    ) -> SQLiteStore:
+        """Open ``path``, creating, upgrading or refusing it as described above.
+
+        ``exclusive``: refuse when another process holds the file the same way
+        (the bot opens it so; tools and tests may open a second connection).
+        """
+        path = Path(path)
+        migrations = numbered_scripts(MIGRATIONS_DIR) if migrations is None else migrations
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseRefused(f"cannot create the folder for {path}: {exc.strerror}") from exc
+        _check_writable(path)
+        lock_fd = hold_exclusive(path) if exclusive else None
+        try:
+            try:
+                # timeout: how long a write waits for another writer before "database is locked"
+                conn = await aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout)
+            except sqlite3.Error as exc:
+                raise DatabaseRefused(f"cannot open {path}: {exc}") from exc
+            conn.row_factory = sqlite3.Row
+            try:
+                await _prepare(conn, path, schema_path.read_text(encoding="utf-8"), schema_version, migrations)
+            except BaseException as exc:
+                await conn.close()
+                if isinstance(exc, sqlite3.OperationalError) and (refused := _refusal(path, exc)):
+                    raise refused from exc
+                raise
+        except BaseException:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise
+        return cls(conn, path, lock_fd)
+
+    # -- reading and writing ---------------------------------------------------------
+
+    async def fetch(self, query: str, *args: Any) -> list[sqlite3.Row]:
+        return await self._reader.fetch(query, *args)
+
+    async def fetchrow(self, query: str, *args: Any) -> sqlite3.Row | None:
+        return await self._reader.fetchrow(query, *args)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        return await self._reader.fetchval(query, *args)
+
+    async def execute(self, query: str, *args: Any) -> int:
+        """One write statement on its own; the number of rows it changed."""
+        async with self.transaction() as conn:
+            return await conn.execute(query, *args)
+
+    async def write(self, body: Callable[[SQLiteConnection], Awaitable[T]]) -> T:
+        """Run ``body`` in one write transaction (SQLite admits one writer: nothing to retry)."""
+        async with self.transaction() as conn:
+            return await body(conn)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SQLiteConnection]:
+        """One write transaction at a time: BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error.
+
+        Raises DatabaseBusy when another program holds the write lock longer
+        than the busy timeout (a backup tool, say): then nothing was changed.
+        A cancellation at any point (the statements still run in the
+        database's thread) ends in a ROLLBACK queued behind them, so the
+        connection never stays inside a transaction.
+        """
+        async with self._write_lock:
+            try:
+                await self._conn.execute("BEGIN IMMEDIATE")  # waits up to the busy timeout for the lock
+            except sqlite3.OperationalError as exc:
+                if _is_busy(exc):
+                    raise DatabaseBusy(str(exc)) from exc
+                raise
+            except BaseException:
+                await self._roll_back()
+                raise
+            try:
+                yield self._reader
+                await self._conn.execute("COMMIT")
+            except BaseException:
+                await self._roll_back()
+                raise
+
+    async def _roll_back(self) -> None:
+        """ROLLBACK if a transaction is open once every queued statement has run."""
+        with contextlib.suppress(sqlite3.OperationalError):  # "no transaction is active"
+            await self._conn.execute("ROLLBACK")
+
+    async def wait_for_lock_at_most(self, seconds: float) -> None:
+        """How long a write waits for another program's lock from now on (shutdown shortens it).
+
+        PRAGMA takes no placeholders: the value is an integer computed here, never input.
+        """
+        await self._conn.execute(f"PRAGMA busy_timeout = {max(1, int(seconds * 1000))}")
+
+    async def close(self) -> None:
+        async with self._write_lock:  # let a write in progress finish first
+            await self._conn.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # another Tally may use the file from now on
+            self._lock_fd = None
+
+
+async def _prepare(
+    conn: aiosqlite.Connection,
+    path: Path,
+    schema_sql: str,
+    schema_version: int,
+    migrations: dict[int, str],
+) -> None:
+    # Read-only checks first: a refused file must be left exactly as it was.
+    try:
+        async with conn.execute("PRAGMA user_version") as cursor:
+            version = (await cursor.fetchone())[0]
+        found = await schema_report(conn)
+        async with conn.execute("PRAGMA quick_check(5)") as cursor:  # damaged pages, before any write
+            problems = [row[0] for row in await cursor.fetchall()]
+    except sqlite3.OperationalError:
+        raise  # locked or read-only: open() explains
+    except sqlite3.DatabaseError as exc:
+        if "malformed" in str(exc):
+            raise _damaged(path, str(exc)) from exc
+        raise DatabaseRefused(
+            f"{path} is not a SQLite database ({exc}); point DATABASE_PATH at Tally's database or at a new file name"
+        ) from exc
+    if problems != ["ok"]:
+        raise _damaged(path, "; ".join(problems))
+
+    refuse_unless_upgradable(
+        str(path), version, found, schema_version, migrations, "point DATABASE_PATH at a new file name"
+    )
+
+    async with conn.execute("PRAGMA journal_mode = WAL") as cursor:
+        mode = (await cursor.fetchone())[0]
+    if mode.lower() != "wal":
+        log.warning("SQLite kept journal mode %s for %s (WAL unsupported here)", mode, path)
+    await conn.execute("PRAGMA synchronous = NORMAL")
+    await conn.execute("PRAGMA foreign_keys = ON")
+
+    if version == 0:
+        log.info("creating a new database at %s (schema version %s)", path, schema_version)
+        await _run_script(conn, schema_sql)
+    elif version < schema_version:
+        backup = await _backup(conn, path, version)
+        log.info("upgrading %s from schema version %s to %s; backup at %s", path, version, schema_version, backup)
+        for step in range(version, schema_version):
+            await _run_script(conn, migrations[step])
+            async with conn.execute("PRAGMA user_version") as cursor:
+                reached = (await cursor.fetchone())[0]
+            if reached != step + 1:
+                raise DatabaseRefused(f"migration {step} left {path} at version {reached}, expected {step + 1}")
+
+    async with conn.execute("PRAGMA user_version") as cursor:
+        version = (await cursor.fetchone())[0]
+    expected = await _expected_schema(schema_sql)
+    refuse_unless_complete(str(path), version, schema_version, expected, await schema_report(conn))
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite gave up waiting for another connection's lock ("database is locked")."""
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _refusal(path: Path, exc: sqlite3.OperationalError) -> DatabaseRefused | None:
+    """The owner's line for a read-only or locked database while opening it, else None."""
+    text = str(exc)
+    if "readonly" in text or "read-only" in text:
+        return DatabaseRefused(
+            f"{path} cannot be written ({text}): make the file and its folder writable by the user running Tally"
+        )
+    if _is_busy(exc):
+        return DatabaseRefused(
+            f"{path} is locked by another program (a backup, a second Tally?) and stayed locked; "
+            "start Tally again when it is done"
+        )
+    return None
+
+
+async def _run_script(conn: aiosqlite.Connection, script: str) -> None:
+    """Run a schema or migration script (each is one BEGIN ... COMMIT), rolling back on failure."""
+    try:
+        await conn.executescript(script)
+    except BaseException:
+        if conn.in_transaction:
+            await conn.execute("ROLLBACK")
+        raise
+
+
+async def _backup(conn: aiosqlite.Connection, path: Path, version: int) -> Path:
+    """Write a consistent copy of the database before upgrading it."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    backup = path.with_name(f"{path.name}.v{version}-{stamp}.bak")
+    await conn.execute("VACUUM INTO ?", (str(backup),))
+    return backup
