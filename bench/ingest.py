@@ -3,17 +3,30 @@
 Builds realistic compressed MESSAGE_CREATE frames (about 1 KB each, 50 guilds,
 thousands of members, skewed activity) and feeds them through discord.py's
 real gateway receive path (``DiscordWebSocket.received_message``: transport
-decompression, JSON, parsing, dispatch) in one process, for three variants,
-alternated over several rounds:
+decompression, JSON, parsing, dispatch) in one process, for four variants,
+alternated over several rounds (in each round: a, b, d, c):
 
   a  a bare ``commands.Bot`` configured like Tally, with no XP listener: the ceiling
   b  Tally: the real ``Tally`` bot with its real listener and a real database
      file, timed until every pending XP gain is flushed
+  d  the same Tally on PostgreSQL: its Database opened on a database of its
+     own on the server (created for the run, emptied before each round,
+     dropped at the end), flushing every second over the network, timed
+     until every pending XP gain is written
   c  the seed chapter's tutorial handler: connect, INSERT OR IGNORE, UPDATE,
      commit for every message
 
-It prints messages/s for each (median over rounds), the ratios b/a and b/c,
-and the worst event-loop stall seen during b.
+It prints messages/s for each (median over rounds), the ratios b/a, d/a,
+d/b and b/c, and the worst event-loop stall seen during b and d.
+
+Tally is an ``AutoShardedBot``: it gets the settings ``launch_shards`` would
+give it after asking Discord (one shard, shard 0), and READY carries
+``"shard": [0, 1]`` as Discord's does for a sharded IDENTIFY.
+
+The PostgreSQL server is the one at ``TALLY_BENCH_POSTGRES_URL`` (default
+postgresql://postgres@127.0.0.1:5432/postgres, used only to create and drop
+the database ``tally_bench_ingest_<pid>``); when no server answers there,
+variant d is skipped with one line.
 
     .venv/bin/python bench/ingest.py              # the README's figures
     .venv/bin/python bench/ingest.py --quick      # a fast smoke run
@@ -23,14 +36,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
+import os
 import platform
 import random
 import statistics
 import sys
 import tempfile
 import time
+import urllib.parse
 import zlib
 from pathlib import Path
 
@@ -38,6 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import aiosqlite  # noqa: E402
+import asyncpg  # noqa: E402
 import discord  # noqa: E402
 from discord import utils  # noqa: E402
 from discord.ext import commands  # noqa: E402
@@ -46,7 +63,9 @@ from discord.gateway import DiscordWebSocket  # noqa: E402
 from bot import Tally  # noqa: E402
 from config import Settings  # noqa: E402
 from db import Database  # noqa: E402
+from storage.postgres import describe  # noqa: E402
 
+POSTGRES_ADMIN_URL = os.environ.get("TALLY_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 GUILDS = 50
 BOT_ID = 900000000000000001
 WORDS = [
@@ -147,6 +166,7 @@ def ready_and_guilds(world: list[dict], rng: random.Random) -> list[dict]:
                 "application": {"id": str(BOT_ID), "flags": 0},
                 "private_channels": [],
                 "relationships": [],
+                "shard": [0, 1],  # what Discord sends a sharded IDENTIFY (an unsharded bot ignores it)
             },
         }
     ]
@@ -311,7 +331,8 @@ async def bare_bot(folder: Path) -> tuple[commands.Bot, object]:
     return bot, None
 
 
-async def tally_bot(folder: Path) -> tuple[commands.Bot, object]:
+async def tally_bot(folder: Path, database_url: str | None = None) -> tuple[commands.Bot, object]:
+    """Tally on a new SQLite file in ``folder``, or on the PostgreSQL database at ``database_url``."""
     settings = Settings(
         token="bench" * 10,
         database_path=folder / "tally.db",
@@ -321,10 +342,17 @@ async def tally_bot(folder: Path) -> tuple[commands.Bot, object]:
         xp_flush_seconds=1.0,
         level_curve="linear",
         log_level="WARNING",
+        database_url=database_url,
     )
-    db = await Database.open(settings.database_path)
+    db = await Database.open(settings.database_url or settings.database_path)
+    if database_url is not None:  # every round starts from empty tables, as b does from a new file
+        async with db.transaction() as conn:
+            await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
     bot = Tally(settings, db)
     return bot, db
+
+
+TABLES = ("guild_settings", "members", "wallets", "ledger", "case_reasons", "cases", "modlog_channels")
 
 
 async def tutorial_bot(folder: Path) -> tuple[commands.Bot, object]:
@@ -356,6 +384,39 @@ async def tutorial_bot(folder: Path) -> tuple[commands.Bot, object]:
 
 
 VARIANTS = {"a": ("bare discord.py", bare_bot), "b": ("Tally", tally_bot), "c": ("tutorial", tutorial_bot)}
+ROUND_ORDER = "abdc"  # d (Tally on PostgreSQL) is added by main() when a server answers
+
+
+# -- a PostgreSQL database of the run's own --------------------------------------------
+
+
+def database_url(admin_url: str, name: str) -> str:
+    """``admin_url`` with its database name replaced by ``name``."""
+    parts = urllib.parse.urlsplit(admin_url)
+    return urllib.parse.urlunsplit(parts._replace(path="/" + name))
+
+
+async def create_database(admin_url: str, name: str) -> str | None:
+    """Create the database ``name`` on the server; its URL, or None (and one line) when no server answers."""
+    try:
+        admin = await asyncpg.connect(admin_url, timeout=5)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        print(f"(d) skipped: no PostgreSQL server answers at {describe(admin_url)} ({type(exc).__name__})")
+        return None
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return database_url(admin_url, name)
+
+
+async def drop_database(admin_url: str, name: str) -> None:
+    admin = await asyncpg.connect(admin_url, timeout=5)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 # -- feeding and timing ---------------------------------------------------------------
@@ -392,49 +453,67 @@ class StallMonitor:
         await asyncio.gather(self._task, return_exceptions=True)
 
 
-async def run_variant(key: str, setup: list[bytes], frames: list[bytes]) -> tuple[float, float]:
+def as_launched(bot: commands.Bot) -> int | None:
+    """For a sharded bot, what ``launch_shards`` sets once Discord recommends one shard; the shard ID."""
+    if not isinstance(bot, discord.AutoShardedClient):
+        return None
+    bot.shard_count = bot._connection.shard_count = 1
+    bot._connection.shard_ids = [0]
+    return 0
+
+
+async def run_variant(make, setup: list[bytes], frames: list[bytes]) -> tuple[float, float]:
     """Messages/s and worst stall for one variant over the given frames."""
     with tempfile.TemporaryDirectory() as folder:
-        bot, db = await VARIANTS[key][1](Path(folder))
-        await bot._async_setup_hook()
-        await bot.setup_hook()
-        ws = DiscordWebSocket(None, loop=asyncio.get_running_loop())
-        ws.token = "bench"
-        ws._connection = bot._connection
-        ws._discord_parsers = bot._connection.parsers
-        ws._dispatch = bot.dispatch
-        ws.call_hooks = bot._connection.call_hooks
-        ws.shard_id = None
-        for frame in setup:  # READY and every GUILD_CREATE, untimed
-            await ws.received_message(frame)
-        await drain()
+        bot, db = await make(Path(folder))
+        tally = isinstance(bot, Tally)
+        try:
+            await bot._async_setup_hook()
+            await bot.setup_hook()
+            ws = DiscordWebSocket(None, loop=asyncio.get_running_loop())
+            ws.token = "bench"
+            ws._connection = bot._connection
+            ws._discord_parsers = bot._connection.parsers
+            ws._dispatch = bot.dispatch
+            ws.call_hooks = bot._connection.call_hooks
+            ws.shard_id = as_launched(bot)
+            for frame in setup:  # READY and every GUILD_CREATE, untimed
+                await ws.received_message(frame)
+            await asyncio.wait_for(bot.wait_until_ready(), 30)  # after guild_ready_timeout: Tally's is 2 s
+            await drain()
 
-        monitor = StallMonitor()
-        monitor.start()
-        start = time.perf_counter()
-        for i, frame in enumerate(frames):
-            await ws.received_message(frame)
-            await asyncio.sleep(0)  # a socket read yields to the loop between frames
-            if i % 256 == 255:
-                await drain()
-        await drain()
-        if key == "b":
-            await bot.xp.flush()  # timed until everything is on disk
-        elapsed = time.perf_counter() - start
-        await monitor.stop()
-
-        if key == "b":
-            assert bot.xp.pending_count == 0
-            await bot.xp.stop()
-            await db.close()
-        await bot.http.close()
+            monitor = StallMonitor()
+            monitor.start()
+            start = time.perf_counter()
+            for i, frame in enumerate(frames):
+                await ws.received_message(frame)
+                await asyncio.sleep(0)  # a socket read yields to the loop between frames
+                if i % 256 == 255:
+                    await drain()
+            await drain()
+            if tally:
+                await bot.xp.flush()  # timed until everything is in the database
+            elapsed = time.perf_counter() - start
+            await monitor.stop()
+            if tally:
+                assert bot.xp.pending_count == 0
+        finally:
+            if tally:
+                await bot.xp.stop()
+                await db.close()
+            await bot.http.close()
         return len(frames) / elapsed, monitor.worst
+
+
+def per_round(rates: dict[str, list[float]], top: str, bottom: str) -> float:
+    """The median over rounds of top/bottom, each taken within its round (the variants ran back to back there)."""
+    return statistics.median(t / b for t, b in zip(rates[top], rates[bottom], strict=True))
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--messages", type=int, default=40_000, help="messages per round for a and b")
+    parser.add_argument("--messages", type=int, default=40_000, help="messages per round for a, b and d")
     parser.add_argument("--tutorial-messages", type=int, default=1_500, help="messages per round for c (it is slow)")
     parser.add_argument("--quick", action="store_true", help="2 rounds of 5,000 (c: 300) messages")
     args = parser.parse_args()
@@ -459,29 +538,43 @@ async def main() -> None:
         f"({utils._ActiveDecompressionContext.COMPRESSION_TYPE})"
     )
 
-    rates: dict[str, list[float]] = {key: [] for key in VARIANTS}
-    stalls: dict[str, list[float]] = {key: [] for key in VARIANTS}
-    for round_ in range(1, args.rounds + 1):
-        line = []
-        for key in VARIANTS:
-            chosen = frames if key != "c" else frames[: args.tutorial_messages]
-            rate, stall = await run_variant(key, setup, chosen)
-            rates[key].append(rate)
-            stalls[key].append(stall)
-            line.append(f"{key} {rate:,.0f}/s (stall {stall * 1000:.0f} ms)")
-        print(f"round {round_}: " + ", ".join(line))
+    variants = dict(VARIANTS)
+    name = f"tally_bench_ingest_{os.getpid()}"
+    url = await create_database(POSTGRES_ADMIN_URL, name)
+    if url is not None:
+        variants["d"] = ("Tally on PostgreSQL", functools.partial(tally_bot, database_url=url))
+        print(f"(d) uses the database {name} on {describe(POSTGRES_ADMIN_URL).rsplit('/', 1)[0]}, dropped at the end")
+    order = [key for key in ROUND_ORDER if key in variants]
+    rates: dict[str, list[float]] = {key: [] for key in order}
+    stalls: dict[str, list[float]] = {key: [] for key in order}
+    try:
+        for round_ in range(1, args.rounds + 1):
+            line = []
+            for key in order:
+                chosen = frames if key != "c" else frames[: args.tutorial_messages]
+                rate, stall = await run_variant(variants[key][1], setup, chosen)
+                rates[key].append(rate)
+                stalls[key].append(stall)
+                line.append(f"{key} {rate:,.0f}/s (stall {stall * 1000:.0f} ms)")
+            print(f"round {round_}: " + ", ".join(line), flush=True)
+    finally:
+        if url is not None:
+            await drop_database(POSTGRES_ADMIN_URL, name)
 
     median = {key: statistics.median(values) for key, values in rates.items()}
     # Ratios are taken within each round (the variants ran back to back there),
     # then the median over rounds: the machine's load drifts between rounds.
-    b_over_a = statistics.median(b / a for a, b in zip(rates["a"], rates["b"], strict=True))
-    b_over_c = statistics.median(b / c for b, c in zip(rates["b"], rates["c"], strict=True))
     print()
-    for key, (label, _) in VARIANTS.items():
-        print(f"({key}) {label:<16} {median[key]:>10,.0f} messages/s (median of {args.rounds})")
-    print(f"b/a = {b_over_a:.2f}   (target >= 0.85; median of the per-round ratios)")
-    print(f"b/c = {b_over_c:.0f}   (target >= 40; median of the per-round ratios)")
+    for key in sorted(order):
+        print(f"({key}) {variants[key][0]:<20} {median[key]:>10,.0f} messages/s (median of {args.rounds})")
+    print(f"b/a = {per_round(rates, 'b', 'a'):.2f}   (target >= 0.85; median of the per-round ratios)")
+    if "d" in rates:
+        print(f"d/a = {per_round(rates, 'd', 'a'):.2f}   (target >= 0.85, as for SQLite; median of the per-round ratios)")
+        print(f"d/b = {per_round(rates, 'd', 'b'):.2f}   (PostgreSQL against SQLite; median of the per-round ratios)")
+    print(f"b/c = {per_round(rates, 'b', 'c'):.0f}   (target >= 40; median of the per-round ratios)")
     print(f"worst event-loop stall during b: {max(stalls['b']) * 1000:.1f} ms   (target <= 20 ms)")
+    if "d" in stalls:
+        print(f"worst event-loop stall during d: {max(stalls['d']) * 1000:.1f} ms   (target <= 20 ms)")
     print(f"  (for comparison, during a: {max(stalls['a']) * 1000:.1f} ms, during c: {max(stalls['c']) * 1000:.1f} ms)")
 
 

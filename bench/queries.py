@@ -1,15 +1,35 @@
-"""How fast are ranks, leaderboard pages and flushes in a big guild?
+"""How fast are ranks, leaderboard pages, flushes and transfers in a big guild, on SQLite and PostgreSQL?
 
-At 10,000, 100,000 and 1,000,000 members in one guild (a real SQLite file,
-skewed XP with many ties), prints p50 and p99 of:
+At 10,000, 100,000 and 1,000,000 members in one guild (skewed XP with many
+ties; 10,000 of the members hold 1,000 coins), stored in a real SQLite file
+and, side by side in the same run, in a PostgreSQL database of the run's own,
+prints p50 and p99 on each backend of:
 
   * ``!level``'s data work (rank, XP, level progress) for the members at rank 1,
-    in the middle and last;
+    in the middle and last (memory only: the two columns differ only by noise);
   * ``!leaderboard``'s data work (the page's rows and the stored names of all
     ten members, as if none were in discord.py's cache) for page 1 and a deep page;
-  * one flush of 1,000 and of 10,000 pending members.
+  * one flush of 1,000 and of 10,000 pending members (``XpTracker.flush``,
+    the write-behind flush the bot runs every second);
+  * one coin transfer (``Database.transfer``) between two random members that
+    hold coins.
 
-It also checks that the ranks and pages agree with SQL's own ORDER BY.
+Every sample is taken on each backend back to back (the order alternating),
+so both columns see the same load on a shared machine. At the end a summary
+puts the flush and transfer figures side by side with the ratio
+PostgreSQL/SQLite, and the target: a 10,000-member flush under 100 ms on
+PostgreSQL.
+
+It also checks that the ranks and pages agree with SQL's own ORDER BY on
+each backend, and that both backends end up holding the same XP and coins.
+
+The PostgreSQL server is the one at ``TALLY_BENCH_POSTGRES_URL`` (default
+postgresql://postgres@127.0.0.1:5432/postgres, used only to create and drop
+the database ``tally_bench_queries_<pid>``, emptied before each guild size).
+After filling it, the script runs ``VACUUM ANALYZE`` there, as autovacuum
+would soon after such a load (so it does not run in the middle of the
+figures instead). When no server answers, the PostgreSQL column is left out
+with one line.
 
     .venv/bin/python bench/queries.py            # the README's figures
     .venv/bin/python bench/queries.py --quick    # 10,000 and 100,000 only
@@ -19,138 +39,320 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
+import os
 import platform
 import random
 import statistics
 import sys
 import tempfile
 import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import asyncpg  # noqa: E402
+
 from db import Database, XpGain  # noqa: E402
 from levels import curve  # noqa: E402
-from xp import XpTracker  # noqa: E402
+from storage.postgres import describe  # noqa: E402
+from xp import GuildBoard, XpTracker  # noqa: E402
 
+POSTGRES_ADMIN_URL = os.environ.get("TALLY_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 GUILD = 123456789012345678
 PAGE_SIZE = 10
+COIN_HOLDERS = 10_000  # members with a wallet (1,000 coins each), between whom the transfers run
+TABLES = ("guild_settings", "members", "wallets", "ledger", "case_reasons", "cases", "modlog_channels")
+FLUSH_TARGET = 0.100  # seconds, a 10,000-member flush on PostgreSQL
 
 
 def percentiles(samples: list[float]) -> str:
-    ordered = sorted(samples)
-    p50 = statistics.median(ordered)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    p50, p99 = p50_p99(samples)
     return f"p50 {p50 * 1000:8.3f} ms   p99 {p99 * 1000:8.3f} ms"
 
 
-def timed(fn, repeat: int) -> list[float]:
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
+def p50_p99(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+@dataclass
+class Backend:
+    label: str
+    db: Database
+    tracker: XpTracker | None = None
+    board: GuildBoard | None = None
+    samples: dict[str, list[float]] = field(default_factory=dict)  # the summary's figures
+
+
+async def alternating(figures: dict[str, Callable], repeat: int) -> dict[str, list[float]]:
+    """``repeat`` timings of each backend's function, taken back to back, the order alternating."""
+    samples: dict[str, list[float]] = {key: [] for key in figures}
+    keys = list(figures)
+    for i in range(repeat):
+        for key in keys if i % 2 == 0 else reversed(keys):
+            fn = figures[key]
+            start = time.perf_counter()
+            result = fn()
+            if inspect.isawaitable(result):
+                await result
+            samples[key].append(time.perf_counter() - start)
     return samples
 
 
-async def timed_async(fn, repeat: int) -> list[float]:
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        await fn()
-        samples.append(time.perf_counter() - start)
-    return samples
+def show(label: str, backends: list[Backend], samples: dict[str, list[float]]) -> None:
+    print(f"  {label:<28}" + "     ".join(f"{percentiles(samples[b.label])}" for b in backends), flush=True)
 
 
-async def populate(db: Database, members: int, rng: random.Random) -> list[int]:
+# -- a PostgreSQL database of the run's own --------------------------------------------
+
+
+def database_url(admin_url: str, name: str) -> str:
+    """``admin_url`` with its database name replaced by ``name``."""
+    parts = urllib.parse.urlsplit(admin_url)
+    return urllib.parse.urlunsplit(parts._replace(path="/" + name))
+
+
+async def create_database(admin_url: str, name: str) -> str | None:
+    """Create the database ``name`` on the server; its URL, or None (and one line) when no server answers."""
+    try:
+        admin = await asyncpg.connect(admin_url, timeout=5)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        print(f"PostgreSQL left out: no server answers at {describe(admin_url)} ({type(exc).__name__})")
+        return None
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return database_url(admin_url, name)
+
+
+async def drop_database(admin_url: str, name: str) -> None:
+    admin = await asyncpg.connect(admin_url, timeout=5)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+# -- filling and checking -----------------------------------------------------------------
+
+
+def member_rows(members: int, rng: random.Random) -> tuple[list[int], list[XpGain]]:
     user_ids = rng.sample(range(10**17, 10**18), members)
+    holders = set(rng.sample(user_ids, min(COIN_HOLDERS, members)))
     # Skewed XP in steps of 5, as chatting earns it: most members have little, a few a lot.
-    rows = [XpGain(GUILD, u, 5 * max(1, int(rng.paretovariate(1.2))), f"member{u % 100000}", 0) for u in user_ids]
-    for start in range(0, members, 50_000):
+    rows = [
+        XpGain(GUILD, u, 5 * max(1, int(rng.paretovariate(1.2))), f"member{u % 100000}", 0, 1000 * (u in holders))
+        for u in user_ids
+    ]
+    return user_ids, rows
+
+
+async def populate(db: Database, rows: list[XpGain]) -> None:
+    for start in range(0, len(rows), 50_000):
         await db.add_xp(rows[start : start + 50_000])
-    return user_ids
 
 
 async def sql_rank(db: Database, user_id: int) -> int:
     """The slow, obviously right rank, for checking."""
-    async with db._conn.execute(
-        "SELECT 1 + COUNT(*) FROM members m, members me WHERE me.guild_id = ? AND me.user_id = ? "
+    rows = await db._store.fetch(
+        "SELECT 1 + COUNT(*) FROM members m, members me WHERE me.guild_id = $1 AND me.user_id = $2 "
         "AND m.guild_id = me.guild_id AND (m.xp > me.xp OR (m.xp = me.xp AND m.user_id < me.user_id))",
-        (GUILD, user_id),
-    ) as cursor:
-        return (await cursor.fetchone())[0]
+        GUILD,
+        user_id,
+    )
+    return rows[0][0]
 
 
 async def sql_page(db: Database, start: int) -> list[tuple[int, int]]:
-    async with db._conn.execute(
-        "SELECT user_id, xp FROM members WHERE guild_id = ? ORDER BY xp DESC, user_id LIMIT ? OFFSET ?",
-        (GUILD, PAGE_SIZE, start),
-    ) as cursor:
-        return [(row[0], row[1]) for row in await cursor.fetchall()]
+    rows = await db._store.fetch(
+        "SELECT user_id, xp FROM members WHERE guild_id = $1 ORDER BY xp DESC, user_id LIMIT $2 OFFSET $3",
+        GUILD,
+        PAGE_SIZE,
+        start,
+    )
+    return [(row[0], row[1]) for row in rows]
 
 
-async def measure(members: int, repeat: int, rng: random.Random) -> None:
+async def totals(db: Database) -> tuple[int, ...]:
+    """Members, their XP, wallets, their coins and ledger rows: equal on both backends after the same work."""
+    row = (
+        await db._store.fetch(
+            "SELECT (SELECT COUNT(*) FROM members), (SELECT SUM(xp) FROM members), (SELECT COUNT(*) FROM wallets), "
+            "(SELECT SUM(coins) FROM wallets), (SELECT COUNT(*) FROM ledger)"
+        )
+    )[0]
+    return tuple(int(value) for value in row)
+
+
+# -- one guild size ---------------------------------------------------------------------
+
+
+async def open_backends(folder: str, postgres_url: str | None) -> list[Backend]:
+    backends = [Backend("SQLite", await Database.open(Path(folder) / "tally.db"))]
+    if postgres_url is not None:
+        db = await Database.open(postgres_url)
+        async with db.transaction() as conn:  # each guild size starts from empty tables
+            await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
+        backends.append(Backend("PostgreSQL", db))
+    return backends
+
+
+async def measure(members: int, args: argparse.Namespace, rng: random.Random, postgres_url: str | None) -> list:
     with tempfile.TemporaryDirectory() as folder:
-        db = await Database.open(Path(folder) / "tally.db")
-        start = time.perf_counter()
-        user_ids = await populate(db, members, rng)
-        populated = time.perf_counter() - start
-        tracker = XpTracker(db, xp_per_message=5, cooldown_seconds=0, flush_seconds=1)
-        start = time.perf_counter()
-        board = await tracker.board(GUILD)
-        loaded = time.perf_counter() - start
-        print(f"\n{members:,} members in one guild (stored in {populated:.1f} s; board read in {loaded:.2f} s)")
+        backends = await open_backends(folder, postgres_url)
+        try:
+            return await measure_on(backends, members, args, rng)
+        finally:
+            for backend in backends:
+                await backend.db.close()
 
-        linear = curve("linear")
-        by_rank = board.page(0, members)
-        for label, rank in (("rank 1", 1), ("middle", members // 2), ("last", members)):
-            user_id = by_rank[rank - 1][0]
 
-            def level_data(user_id: int = user_id) -> tuple:
+async def measure_on(backends: list[Backend], members: int, args: argparse.Namespace, rng: random.Random) -> list:
+    repeat = args.repeat
+    user_ids, rows = member_rows(members, rng)
+    holders = [row.user_id for row in rows if row.coins]
+    stored, loaded = [], []
+    for backend in backends:
+        start = time.perf_counter()
+        await populate(backend.db, rows)
+        if backend.db.dialect == "postgres":
+            await backend.db._store.execute("VACUUM ANALYZE")
+        stored.append(f"{backend.label} {time.perf_counter() - start:.1f} s")
+        backend.tracker = XpTracker(backend.db, xp_per_message=5, cooldown_seconds=0, flush_seconds=1)
+        start = time.perf_counter()
+        backend.board = await backend.tracker.board(GUILD)
+        loaded.append(f"{backend.label} {time.perf_counter() - start:.2f} s")
+    print(f"\n{members:,} members in one guild (stored in {', '.join(stored)}; board read in {', '.join(loaded)})")
+    print(f"  {'':<28}" + "     ".join(f"{b.label:<43}" for b in backends).rstrip())
+
+    linear = curve("linear")
+    by_rank = backends[0].board.page(0, members)
+    for backend in backends[1:]:
+        assert backend.board.page(0, members) == by_rank
+    for label, rank in (("rank 1", 1), ("middle", members // 2), ("last", members)):
+        user_id = by_rank[rank - 1][0]
+        figures = {}
+        for backend in backends:
+
+            def level_data(board: GuildBoard = backend.board, user_id: int = user_id) -> tuple:
                 return board.rank_of(user_id), len(board), linear.progress(board.xp_of(user_id))
 
-            assert level_data()[0] == rank == await sql_rank(db, user_id)
-            print(f"  !level, member at {label:<8} {percentiles(timed(level_data, repeat))}")
+            assert level_data()[0] == rank == await sql_rank(backend.db, user_id)
+            figures[backend.label] = level_data
+        show(f"!level, member at {label}", backends, await alternating(figures, repeat))
 
-        for label, page in (("page 1", 1), ("deep page", (members // PAGE_SIZE) * 9 // 10)):
-            first = (page - 1) * PAGE_SIZE
+    for label, page in (("page 1", 1), ("deep page", (members // PAGE_SIZE) * 9 // 10)):
+        first = (page - 1) * PAGE_SIZE
+        figures = {}
+        for backend in backends:
 
-            async def page_data(first: int = first) -> list[tuple[int, str]]:
-                rows = board.page(first, PAGE_SIZE)
-                names = await db.names(GUILD, [user_id for user_id, _ in rows])
+            async def page_data(backend: Backend = backend, first: int = first) -> list[tuple[int, str]]:
+                rows = backend.board.page(first, PAGE_SIZE)
+                names = await backend.db.names(GUILD, [user_id for user_id, _ in rows])
                 return [(xp, names[user_id]) for user_id, xp in rows]
 
-            assert board.page(first, PAGE_SIZE) == await sql_page(db, first)
+            assert backend.board.page(first, PAGE_SIZE) == await sql_page(backend.db, first)
             assert len(await page_data()) == PAGE_SIZE
-            print(f"  !leaderboard {label:<10}  {percentiles(await timed_async(page_data, repeat))}")
+            figures[backend.label] = page_data
+        show(f"!leaderboard {label}", backends, await alternating(figures, repeat))
 
-        for size in (1_000, 10_000):
-            samples = []
-            for _ in range(max(5, repeat // 100)):
-                for user_id in rng.sample(user_ids, size):
-                    await tracker.award(GUILD, user_id, "someone")
+    for size in (1_000, 10_000):
+        samples = {backend.label: [] for backend in backends}
+        for i in range(max(5, repeat // 100)):
+            chosen = rng.sample(user_ids, size)
+            for backend in backends if i % 2 == 0 else reversed(backends):
+                for user_id in chosen:
+                    await backend.tracker.award(GUILD, user_id, "someone")
                 start = time.perf_counter()
-                assert await tracker.flush() == size
-                samples.append(time.perf_counter() - start)
-            print(f"  flush of {size:>6,} members   {percentiles(samples)}")
-        # the board and the database still agree after the flushes
-        some = rng.choice(user_ids)
-        assert board.rank_of(some) == await sql_rank(db, some)
-        await db.close()
+                assert await backend.tracker.flush() == size
+                samples[backend.label].append(time.perf_counter() - start)
+        show(f"flush of {size:,} members", backends, samples)
+        for backend in backends:
+            backend.samples[f"flush of {size:,} members"] = samples[backend.label]
+
+    pairs = [rng.sample(holders, 2) + [rng.randrange(1, 50)] for _ in range(args.transfers)]
+    samples = {backend.label: [] for backend in backends}
+    for i, (from_id, to_id, amount) in enumerate(pairs):
+        for backend in backends if i % 2 == 0 else reversed(backends):
+            start = time.perf_counter()
+            await backend.db.transfer(GUILD, from_id, to_id, amount, from_name="sender", to_name="receiver")
+            samples[backend.label].append(time.perf_counter() - start)
+    show(f"transfer ({args.transfers} samples)", backends, samples)
+    for backend in backends:
+        backend.samples["transfer"] = samples[backend.label]
+
+    # the boards and the databases still agree after the flushes, and both backends hold the same
+    some = rng.choice(user_ids)
+    for backend in backends:
+        assert backend.board.rank_of(some) == await sql_rank(backend.db, some)
+    assert len({await totals(backend.db) for backend in backends}) == 1
+    return [(members, backend.label, backend.samples) for backend in backends]
+
+
+# -- the summary -------------------------------------------------------------------------
+
+
+def summary(results: list) -> None:
+    """The flush and transfer figures of every guild size side by side, with PostgreSQL/SQLite."""
+    by_size: dict[int, dict[str, dict[str, list[float]]]] = {}
+    for members, label, samples in results:
+        by_size.setdefault(members, {})[label] = samples
+    both = all("PostgreSQL" in backends for backends in by_size.values())
+    print("\nSummary (p50 / p99, ms)")
+    print(
+        f"  {'members':>9}  {'figure':<22}  {'SQLite':>17}"
+        + (f"  {'PostgreSQL':>17}  {'PostgreSQL/SQLite (p50)':>23}" if both else "")
+    )
+    for members, backends in by_size.items():
+        for figure in backends["SQLite"]:
+            cells = {label: p50_p99(samples[figure]) for label, samples in backends.items()}
+            line = f"  {members:>9,}  {figure:<22}"
+            for label in ("SQLite", "PostgreSQL"):
+                if label in cells:
+                    line += f"  {cells[label][0] * 1000:>8.2f} / {cells[label][1] * 1000:>6.2f}"
+            if both:
+                line += f"  {cells['PostgreSQL'][0] / cells['SQLite'][0]:>23.2f}"
+            print(line)
+    if not both:
+        return
+    for members, backends in by_size.items():
+        p50, p99 = p50_p99(backends["PostgreSQL"]["flush of 10,000 members"])
+        verdict = "met" if p99 < FLUSH_TARGET else ("met at p50 only" if p50 < FLUSH_TARGET else "NOT met")
+        print(
+            f"10,000-member flush on PostgreSQL, {members:,}-member guild: p50 {p50 * 1000:.1f} ms, "
+            f"p99 {p99 * 1000:.1f} ms   (target < {FLUSH_TARGET * 1000:.0f} ms: {verdict})"
+        )
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=1000, help="samples per figure")
+    parser.add_argument("--repeat", type=int, default=1000, help="samples per figure (flushes: a hundredth, min 5)")
+    parser.add_argument("--transfers", type=int, default=500, help="transfers timed per guild size")
     parser.add_argument("--quick", action="store_true", help="10,000 and 100,000 members only")
     args = parser.parse_args()
     print(
         f"Python {platform.python_version()}, {platform.machine()}, {platform.system()}; {args.repeat} samples a figure"
     )
     rng = random.Random(20261122)
-    for members in (10_000, 100_000) if args.quick else (10_000, 100_000, 1_000_000):
-        await measure(members, args.repeat, rng)
+    name = f"tally_bench_queries_{os.getpid()}"
+    postgres_url = await create_database(POSTGRES_ADMIN_URL, name)
+    if postgres_url is not None:
+        print(f"PostgreSQL: the database {name} on {describe(POSTGRES_ADMIN_URL).rsplit('/', 1)[0]}, dropped at the end")
+    results = []
+    try:
+        for members in (10_000, 100_000) if args.quick else (10_000, 100_000, 1_000_000):
+            results += await measure(members, args, rng, postgres_url)
+    finally:
+        if postgres_url is not None:
+            await drop_database(POSTGRES_ADMIN_URL, name)
+    summary(results)
 
 
 if __name__ == "__main__":

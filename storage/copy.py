@@ -227,6 +227,9 @@ async def copy_data(source: str | Path, to: str, out: TextIO) -> int:
             say("tally copy-data: a Tally bot is running on the source database; stop every Tally process first")
             return 2
         target_db = await Database.open(to)
+        if target_db.dialect == "postgres" and await target_db._store.bot_is_running():
+            say("tally copy-data: a Tally bot is running on the target database; stop it first")
+            return 2
         say(f"copying from the {source_db.description} to the {target_db.description}")
         started = time.monotonic()
         lines = await copy_everything(source_db, target_db, _progress_bar(out))

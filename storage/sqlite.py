@@ -191,7 +191,8 @@ def hold_exclusive(path: Path) -> int:
         os.close(fd)
         pid = f" (pid {holder})" if holder.isdigit() else ""
         raise DatabaseRefused(
-            f"another Tally is using this database{pid}: {path}; stop it first, or give this one its own DATABASE_PATH"
+            f"another Tally is using this database{pid}: {path}; stop it first, or give this one its own "
+            "DATABASE_PATH (SQLite is for one process: to split a bot over several, use DATABASE_URL)"
         ) from None
     except OSError as exc:  # a file system without locks (some network mounts)
         os.close(fd)
