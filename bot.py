@@ -176,13 +176,17 @@ class Tally(commands.AutoShardedBot):
             # the bound counts from the signal: the gateway's close already took some of it
             within = self.settings.shutdown_save_seconds - (loop.time() - began)
             unsaved = await self.xp.stop(within=max(1.0, within))
-            self.unsaved_at_shutdown = len(unsaved)
+            self.unsaved_at_shutdown = sum(len(kept.gains) for kept in unsaved)
             if unsaved:
                 try:
                     kept = self.db.keep_unsaved(unsaved)
                     log.error("kept that XP in %s: Tally adds it to the database at its next start", kept)
                 except Exception as exc:
-                    log.error("LOST: the XP of %d members could not be kept in a file either (%s)", len(unsaved), exc)
+                    log.error(
+                        "LOST: the XP of %d members could not be kept in a file either (%s)",
+                        self.unsaved_at_shutdown,
+                        exc,
+                    )
         finally:
             await self.db.close()
         if not self.unsaved_at_shutdown:
@@ -477,6 +481,7 @@ async def run(settings: Settings) -> int:
         db = await Database.open(
             settings.database_url or settings.database_path,
             exclusive=True,
+            shards=(settings.shard_count, settings.shard_ids),
             unsaved_folder=settings.database_path.parent,  # where XP a shutdown could not write is kept
         )
     except DatabaseRefused as exc:

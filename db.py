@@ -25,7 +25,7 @@ from typing import Any
 from storage import postgres, sqlite
 from storage.cases import CasesSQL
 from storage.coins import CoinsSQL
-from storage.levels import LevelsSQL
+from storage.levels import LevelsSQL, new_flush_id
 from storage.records import (
     Case,
     ConstraintViolated,
@@ -36,6 +36,7 @@ from storage.records import (
     InsufficientCoins,
     Movement,
     OldReason,
+    Unsaved,
     XpGain,
 )
 from storage.schema import SCHEMA_VERSION
@@ -53,6 +54,7 @@ __all__ = [
     "InsufficientCoins",
     "Movement",
     "OldReason",
+    "Unsaved",
     "XpGain",
 ]
 
@@ -92,7 +94,7 @@ class Database(LevelsSQL, SettingsSQL, CoinsSQL, CasesSQL):
             store = await postgres.PostgresStore.open(
                 target, schema_version=schema_version, exclusive=exclusive, **options
             )
-            stem = Path(unsaved_folder) / ("postgres-" + target.rsplit("/", 1)[-1].split("?")[0])
+            stem = Path(unsaved_folder) / postgres.file_stem(target)
         else:
             store = await sqlite.SQLiteStore.open(target, schema_version=schema_version, exclusive=exclusive, **options)
             stem = store.path
@@ -131,11 +133,13 @@ class Database(LevelsSQL, SettingsSQL, CoinsSQL, CasesSQL):
         stem = self._unsaved_stem
         return sorted(stem.parent.glob(f"{stem.name}.unsaved-*.json"))
 
-    def keep_unsaved(self, gains: list[XpGain]) -> Path:
-        """Write gains the database would not take to a new file; the next start adds them.
+    def keep_unsaved(self, unsaved: list[Unsaved]) -> Path:
+        """Write batches the database would not take to a new file; the next start adds them.
 
         A new file for every shutdown (never a merge with an earlier one, which
         might be unreadable), written whole and synced before it takes its name.
+        Each batch keeps its flush ID: one whose write may have landed after all
+        (a connection lost during COMMIT) then counts once.
         """
         now = time.time()
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + f"{now % 1:.6f}"[1:]
@@ -143,7 +147,7 @@ class Database(LevelsSQL, SettingsSQL, CoinsSQL, CasesSQL):
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")
         with open(partial, "w", encoding="utf-8") as file:
-            json.dump([list(gain) for gain in gains], file)
+            json.dump([[kept.flush_id, [list(gain) for gain in kept.gains]] for kept in unsaved], file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(partial, path)
@@ -170,23 +174,42 @@ class Database(LevelsSQL, SettingsSQL, CoinsSQL, CasesSQL):
                 if not path.exists() or os.stat(path).st_ino != os.fstat(fd).st_ino:
                     continue  # added and removed by another process meanwhile
                 try:
-                    gains = _unsaved_gains(json.loads(path.read_text(encoding="utf-8")))
+                    batches = _unsaved_batches(json.loads(path.read_text(encoding="utf-8")))
                 except (OSError, ValueError, TypeError) as exc:
                     log.error("cannot read %s (%s); it is left as it is: fix or remove it", path, exc)
                     continue
                 try:
-                    await self.add_xp(gains)
+                    for kept in batches:  # a batch added before a crash is recognised by its flush ID
+                        await self.add_xp(kept.gains, kept.flush_id)
                 except Exception:
                     log.exception("could not add the XP kept in %s; it is kept for the next start", path)
                     continue
-                path.unlink()  # a crash right before this line would add the file again at the next start
-                log.info("added the XP of %d members that a shutdown kept in %s", len(gains), path)
+                path.unlink()
+                members = sum(len(kept.gains) for kept in batches)
+                log.info("added the XP of %d members that a shutdown kept in %s", members, path)
             finally:
                 os.close(fd)
 
 
+def _unsaved_batches(content: object) -> list[Unsaved]:
+    """The batches in a file of unsaved XP; ValueError unless it is exactly what keep_unsaved writes.
+
+    A file from before flush IDs (a bare list of gains) is one batch with a new ID.
+    """
+    if not isinstance(content, list):
+        raise ValueError("not a list of batches")
+    if content and all(isinstance(row, list) and len(row) == len(XpGain._fields) for row in content):
+        return [Unsaved(new_flush_id(), _unsaved_gains(content))]
+    batches = []
+    for item in content:
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], int) and item[0] > 0):
+            raise ValueError("a batch is not a flush ID with its gains")
+        batches.append(Unsaved(item[0], _unsaved_gains(item[1])))
+    return batches
+
+
 def _unsaved_gains(rows: object) -> list[XpGain]:
-    """The gains in a file of unsaved XP; ValueError unless it is exactly what keep_unsaved writes."""
+    """The gains of one batch; ValueError unless each is exactly a gain."""
     if not isinstance(rows, list):
         raise ValueError("not a list of gains")
     gains = []

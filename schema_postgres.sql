@@ -90,6 +90,14 @@ CREATE TABLE case_reasons (
 );
 CREATE INDEX case_reasons_by_case ON case_reasons (guild_id, number);
 
+-- XP flushes already written, by the ID the bot gave each batch (milliseconds
+-- since the epoch, then 20 random bits). A batch whose write the bot could not
+-- confirm (a connection lost during COMMIT) is sent again with its ID and then
+-- adds nothing twice. Each flush forgets the IDs older than three days.
+CREATE TABLE tally_flushes (
+    id BIGINT PRIMARY KEY
+);
+
 -- Where each guild's new cases are also posted (!modlogchannel).
 CREATE TABLE modlog_channels (
     guild_id   BIGINT PRIMARY KEY,

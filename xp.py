@@ -37,7 +37,8 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from sortedcontainers import SortedList
 
 from db import Database
-from storage.records import DatabaseUnavailable, XpGain
+from storage.levels import new_flush_id
+from storage.records import DatabaseUnavailable, Unsaved, XpGain
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,10 @@ class XpTracker:
         self._wake = asyncio.Event()  # set to flush before the timer (level-up coins)
         # Guilds whose gains a running flush has taken out of memory: never pruned meanwhile,
         # and a command that reads coins there waits for that flush.
-        self._in_flight: set[int] = set()
+        # A batch taken out of the guilds for a write whose outcome is not yet known to be
+        # success: (its flush ID, its gains). Sent again as it is, with the same ID, until
+        # written; the database adds a flush ID once, so a retry never counts twice.
+        self._held: tuple[int, list[XpGain]] | None = None
         self._failing = False
 
     # -- the message path ------------------------------------------------------
@@ -254,7 +258,13 @@ class XpTracker:
     @property
     def pending_count(self) -> int:
         """Members with XP or level-up coins not yet written."""
-        return sum(len(guild.pending.keys() | guild.coins.keys()) for guild in self._guilds.values())
+        held = len(self._held[1]) if self._held else 0
+        return held + sum(len(guild.pending.keys() | guild.coins.keys()) for guild in self._guilds.values())
+
+    @property
+    def _in_flight(self) -> set[int]:
+        """Guilds with gains in a held batch: never pruned, their coin commands wait for it."""
+        return {gain.guild_id for gain in self._held[1]} if self._held else set()
 
     @property
     def cooldown_count(self) -> int:
@@ -279,41 +289,45 @@ class XpTracker:
     # -- flushing ----------------------------------------------------------------
 
     async def flush(self) -> int:
-        """Write every pending gain in one transaction; returns how many members.
+        """Write every pending gain, one batch a round trip; returns how many members.
 
-        On failure the gains go back into the pending maps (merged with any that
-        arrived meanwhile) and the error is logged once until a flush succeeds.
+        A batch keeps a flush ID until it is written. On failure it is held
+        as it is and sent again first by the next flush, with the same ID: if
+        the failed try had in fact committed (a connection lost during COMMIT,
+        a timeout), the database recognises the ID and adds nothing twice.
+        The error is logged once until a flush succeeds.
         """
         async with self._flush_lock:
-            batch = self._detach()
-            if not batch:
-                return 0
-            count = sum(len(pending.keys() | coins.keys()) for _, pending, _, coins in batch)
-            log.debug("saving XP of %d members", count)
-            gains = _gains(batch)  # read in the database's worker thread: the batch is detached from the guilds
-            self._in_flight = {guild_id for guild_id, _, _, _ in batch}
-            try:
-                cancelled = await _to_the_end(self.db.add_xp(gains))
-            except BaseException as exc:  # the write failed: the batch goes back, never into thin air
-                self._restore(batch)
-                if not self._failing and isinstance(exc, DatabaseUnavailable):  # a server down: no traceback
-                    log.warning("could not save XP for %d members (%s); keeping it and retrying", count, exc)
-                elif not self._failing:
-                    log.exception("could not save XP for %d members; keeping it and retrying", count)
-                self._failing = True
-                raise
-            finally:
-                self._in_flight = set()
-            if self._failing:
-                log.info("saving XP works again")
-                self._failing = False
-            log.debug("saved XP of %d members", count)
-            async with self._flushed:
-                self.flushes += 1
-                self._flushed.notify_all()
-            if cancelled:
-                raise asyncio.CancelledError  # written and counted; now the caller's cancellation
-            return count
+            written: set[tuple[int, int]] = set()
+            while True:
+                if self._held is None:
+                    batch = self._detach()
+                    if not batch:
+                        break
+                    self._held = (new_flush_id(), list(_gains(batch)))
+                flush_id, gains = self._held
+                log.debug("saving XP of %d members", len(gains))
+                try:
+                    cancelled = await _to_the_end(self.db.add_xp(gains, flush_id))
+                except BaseException as exc:  # held as it is: sent again, it cannot count twice
+                    if not self._failing and isinstance(exc, DatabaseUnavailable):  # a server down: no traceback
+                        log.warning("could not save XP for %d members (%s); keeping it and retrying", len(gains), exc)
+                    elif not self._failing:
+                        log.exception("could not save XP for %d members; keeping it and retrying", len(gains))
+                    self._failing = True
+                    raise
+                self._held = None
+                written.update((gain.guild_id, gain.user_id) for gain in gains)
+                if self._failing:
+                    log.info("saving XP works again")
+                    self._failing = False
+                log.debug("saved XP of %d members", len(gains))
+                async with self._flushed:
+                    self.flushes += 1
+                    self._flushed.notify_all()
+                if cancelled:
+                    raise asyncio.CancelledError  # written and counted; now the caller's cancellation
+            return len(written)
 
     def _detach(self) -> list[_Batch]:
         """Take every guild's pending gains out of memory, for one write."""
@@ -328,17 +342,6 @@ class XpTracker:
         """Wait until ``count`` flushes have written something (for tests and tools)."""
         async with self._flushed:
             await self._flushed.wait_for(lambda: self.flushes >= count)
-
-    def _restore(self, batch: list[_Batch]) -> None:
-        """Put a failed flush's gains back, under any that arrived meanwhile."""
-        for guild_id, pending, names, coins in batch:
-            guild = self._guilds[guild_id]  # a guild with gains in flight is never pruned
-            for user_id, xp in pending.items():
-                guild.pending[user_id] = guild.pending.get(user_id, 0) + xp
-                guild.names.setdefault(user_id, names[user_id])  # a newer name wins
-            for user_id, amount in coins.items():
-                guild.coins[user_id] = guild.coins.get(user_id, 0) + amount
-                guild.names.setdefault(user_id, names[user_id])
 
     def start(self) -> None:
         """Start the background flusher."""
@@ -357,13 +360,13 @@ class XpTracker:
                 await asyncio.shield(self.flush())
             self.prune()
 
-    async def stop(self, within: float = 30.0) -> list[XpGain]:
+    async def stop(self, within: float = 30.0) -> list[Unsaved]:
         """Stop the flusher and write what is pending; returns the gains that could not be written.
 
         Waits for a flush that is running, then keeps trying while the database
         is busy or failing, for ``within`` seconds. Past that it gives up, says
         loudly per guild what it could not write, and hands those gains back
-        (an empty list: everything was saved).
+        with their flush IDs (an empty list: everything was saved).
         """
         if self._flusher is not None:
             self._flusher.cancel()
@@ -392,18 +395,26 @@ class XpTracker:
             )
             await asyncio.sleep(delay)  # a retry timer
             delay = min(delay * 2, 2.0)
-        batch = self._detach()
-        for guild_id, pending, _, coins in batch:
+        unsaved = [Unsaved(*self._held)] if self._held else []
+        if batch := self._detach():
+            unsaved.append(Unsaved(new_flush_id(), list(_gains(batch))))
+        self._held = None
+        per_guild: dict[int, list[XpGain]] = {}
+        for kept in unsaved:
+            for gain in kept.gains:
+                per_guild.setdefault(gain.guild_id, []).append(gain)
+        for guild_id, gains in per_guild.items():
             log.error(
                 "NOT SAVED: %d XP of %d members in guild %s (and %d level-up coins)",
-                sum(pending.values()),
-                len(pending.keys() | coins.keys()),
+                sum(gain.xp for gain in gains),
+                len({gain.user_id for gain in gains}),
                 guild_id,
-                sum(coins.values()),
+                sum(gain.coins for gain in gains),
             )
-        unsaved = list(_gains(batch))
         log.error(
-            "giving up after %.0f s: the XP of %d members could not be written to the database", within, len(unsaved)
+            "giving up after %.0f s: the XP of %d members could not be written to the database",
+            within,
+            sum(len(kept.gains) for kept in unsaved),
         )
         return unsaved
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from storage.postgres import CASES
 from storage.records import Case, OldReason
 
 # A case's earlier reasons in the order they were replaced: SQLite's rowid,
@@ -27,13 +28,14 @@ class CasesSQL:
         The number is chosen and taken by one statement. On SQLite one writer
         at a time makes that enough; on PostgreSQL two processes could read the
         same MAX under READ COMMITTED, so each first takes the guild's
-        transaction-scoped advisory lock and they take turns.
+        transaction-scoped advisory lock and they take turns (two guilds may
+        share a lock number: then they take turns too, which is harmless).
         """
         created_at = int(time.time())
 
         async def open_(conn):
-            if conn.dialect == "postgres":
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", guild_id)
+            if conn.dialect == "postgres":  # (CASES, a number per guild): see storage/postgres.py
+                await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", CASES, guild_id % 2_147_483_647)
             return await conn.fetchval(
                 "INSERT INTO cases (guild_id, number, action, target_id, target_name, moderator_id, reason, created_at) "
                 "SELECT $1, COALESCE(MAX(number), 0) + 1, $2, $3, $4, $5, $6, $7 FROM cases WHERE guild_id = $1 "

@@ -213,6 +213,9 @@ async def copy_data(source: str | Path, to: str, out: TextIO) -> int:
     def say(line: str) -> None:
         print(line, file=out, flush=True)
 
+    if isinstance(to, str) and not postgres.is_url(to) and ("://" in to or to.lower().startswith("postgres")):
+        say(f"tally copy-data: --to {to!r} looks like a PostgreSQL URL but is not one: write postgresql://...")
+        return 2
     held = []  # the SQLite one-process locks: no bot may start on either file while the copy runs
     source_db = target_db = None
     try:
@@ -222,12 +225,12 @@ async def copy_data(source: str | Path, to: str, out: TextIO) -> int:
                     say(f"tally copy-data: there is no database at {end} to copy (check DATABASE_PATH)")
                     return 2
                 held.append(sqlite.hold_exclusive(Path(end)))
-        source_db = await Database.open(source)
-        if source_db.dialect == "postgres" and await source_db._store.bot_is_running():
+        source_db = await Database.open(source, upgrade=False)
+        if source_db.dialect == "postgres" and not await source_db._store.keep_bots_out():
             say("tally copy-data: a Tally bot is running on the source database; stop every Tally process first")
             return 2
         target_db = await Database.open(to)
-        if target_db.dialect == "postgres" and await target_db._store.bot_is_running():
+        if target_db.dialect == "postgres" and not await target_db._store.keep_bots_out():
             say("tally copy-data: a Tally bot is running on the target database; stop it first")
             return 2
         say(f"copying from the {source_db.description} to the {target_db.description}")

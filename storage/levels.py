@@ -5,19 +5,37 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import secrets
+import time
 from collections.abc import Iterable
 
 from storage.records import XpGain
+
+FLUSH_IDS_KEPT_MS = 3 * 86400 * 1000
+
+
+def new_flush_id() -> int:
+    """A flush ID: milliseconds since the epoch, then 20 random bits (so IDs expire in order)."""
+    return (int(time.time() * 1000) << 20) | secrets.randbits(20)
+
 
 # The flush: every pending gain added (never overwritten: another process may
 # have added too) in one round trip, with the level-up coins and their ledger
 # rows. The two dialects unpack a batch differently, so the statement stands twice.
 
-# PostgreSQL: one statement (data-modifying CTEs), the gains as seven arrays.
+# PostgreSQL: one statement (data-modifying CTEs), the gains as six arrays, and the
+# batch's flush ID ($7): the gains count only if the ID is new, so a batch sent again
+# after a try whose outcome was lost (a connection cut during COMMIT) adds nothing twice.
+# IDs older than $8 (three days) are forgotten by the same statement.
 ADD_XP_POSTGRES = """
-WITH gains AS (
+WITH claim AS (
+    INSERT INTO tally_flushes (id) VALUES ($7) ON CONFLICT (id) DO NOTHING RETURNING id
+), expired AS (
+    DELETE FROM tally_flushes WHERE id < $8
+), gains AS (
     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[])
         AS g (guild_id, user_id, xp, name, seen_at, coins)
+    WHERE EXISTS (SELECT FROM claim)
 ), xp AS (
     INSERT INTO members (guild_id, user_id, xp, name, first_seen)
     SELECT guild_id, user_id, xp, name, seen_at FROM gains
@@ -31,7 +49,8 @@ INSERT INTO ledger (guild_id, from_id, to_id, amount, kind, actor_id, reason, cr
 SELECT guild_id, NULL, user_id, coins, 'level_up', user_id, NULL, seen_at FROM gains WHERE coins > 0
 """
 
-# SQLite: one JSON array that SQLite unpacks itself, one statement per table in one transaction.
+# SQLite: one JSON array that SQLite unpacks itself, one statement per table in one
+# transaction. No flush ID: the file answers in this process, so a try's outcome is never lost.
 ADD_XP_SQLITE = (
     "INSERT INTO members (guild_id, user_id, xp, name, first_seen) "
     "SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 FROM json_each($1) WHERE true "
@@ -57,8 +76,11 @@ NAMES = {
 class LevelsSQL:
     """XP and members (mixed into db.Database)."""
 
-    async def add_xp(self, gains: Iterable[XpGain]) -> None:
+    async def add_xp(self, gains: Iterable[XpGain], flush_id: int | None = None) -> None:
         """Add every gain at once: one round trip, whatever the number of members.
+
+        ``flush_id`` (see xp.new_flush_id) makes a batch count once however
+        often it is sent; without one the batch gets a new ID.
 
         Level-up coins land with the XP that earned them, each with its ledger
         row (the member is its actor: they earned it). The batch is encoded in
@@ -69,7 +91,9 @@ class LevelsSQL:
             return
         if self._store.dialect == "postgres":
             columns = await asyncio.to_thread(_columns, gains)
-            await self._store.execute(ADD_XP_POSTGRES, *columns)
+            flush_id = new_flush_id() if flush_id is None else flush_id
+            forget_before = (int(time.time() * 1000) - FLUSH_IDS_KEPT_MS) << 20
+            await self._store.execute(ADD_XP_POSTGRES, *columns, flush_id, forget_before)
             return
         payload, with_coins = await asyncio.to_thread(_json_rows, gains)
 

@@ -30,7 +30,13 @@ from typing import Any, TypeVar
 import asyncpg
 
 from storage.records import ConstraintViolated, DatabaseBusy, DatabaseRefused, DatabaseUnavailable
-from storage.schema import SchemaReport, numbered_scripts, refuse_unless_complete, refuse_unless_upgradable
+from storage.schema import (
+    SchemaReport,
+    numbered_scripts,
+    refuse_unless_complete,
+    refuse_unless_current,
+    refuse_unless_upgradable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +44,23 @@ ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = ROOT / "schema_postgres.sql"
 MIGRATIONS_DIR = ROOT / "migrations" / "postgres"
 
-# Advisory lock keys (two-int form, apart from any single-key lock): one
-# process prepares the schema at a time; every running bot holds the second
-# shared, so a tool that must not run beside a bot (copy-data) can tell.
+# Advisory locks, all in the two-number form (classid, objid), apart from any
+# single-number lock another program may use:
+#   (LOCK_CLASS, PREPARING)  one process prepares the schema at a time;
+#   (LOCK_CLASS, RUNNING)    every running bot holds it shared, copy-data exclusively;
+#   (SHARDS, 0 or 1 + id)    a bot's shards, exclusively: 0 is "every shard";
+#   (COUNTS, SHARD_COUNT)    shared: the processes of one bot agree on the count;
+#   (CASES, guild)           a guild's case numbers, for one transaction.
 LOCK_CLASS = 0x7A11  # "Tally"
 PREPARING, RUNNING = 1, 2
+SHARDS, COUNTS, CASES = 0x7A12, 0x7A13, 0x7A14
+CLAIM_CHECK_SECONDS = 5.0  # how often a bot checks that the connection holding its claim is alive
+
+HELD_BY_OTHERS = (
+    "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND classid::bigint = $1 AND objsubid = 2 "
+    "AND granted AND pid <> pg_backend_pid() "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
 
 RETRIES = 5  # tries of a write that PostgreSQL aborted for a serialization failure or deadlock
 
@@ -54,6 +72,7 @@ UNAVAILABLE = (
     asyncpg.InterfaceError,  # a connection closed under us, a pool that is closing
     asyncpg.OperatorInterventionError,  # admin shutdown, pg_terminate_backend, starting up
     asyncpg.InsufficientResourcesError,  # too many connections
+    asyncpg.ReadOnlySQLTransactionError,  # a standby after a failover: writes wait for the primary
 )
 
 T = TypeVar("T")
@@ -65,7 +84,10 @@ def is_url(target: str) -> bool:
 
 def describe(url: str) -> str:
     """The URL as the log may show it: user, host, port and database, never the password."""
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "postgresql://(a URL that cannot be read)"
     user = f"{parts.username}@" if parts.username else ""
     try:
         port = f":{parts.port}" if parts.port else ""
@@ -74,10 +96,23 @@ def describe(url: str) -> str:
     return f"postgresql://{user}{parts.hostname or 'localhost'}{port}{parts.path}"
 
 
+def file_stem(url: str) -> str:
+    """A file name for this database (server and name, never the password): postgres-host-port-dbname."""
+    parts = urllib.parse.urlsplit(url)
+    name = f"postgres-{parts.hostname}-{parts.port or 5432}-{parts.path.strip('/')}"
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
 def check_url(url: str) -> None:
     """Refuse a malformed ``DATABASE_URL`` with one line (the password never in it)."""
     form = "postgresql://user:password@host:port/dbname"
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # the message would quote the URL: say what to do instead
+        raise DatabaseRefused(
+            f"DATABASE_URL cannot be read; the form is {form}, with characters such as @ : / [ ] # in the "
+            "password written percent-encoded (%40 for @, %3A for :, %2F for /)"
+        ) from None
     if parts.scheme not in ("postgresql", "postgres"):
         raise DatabaseRefused(f"DATABASE_URL must start with postgresql:// (the form is {form})")
     try:
@@ -161,11 +196,12 @@ class PostgresStore:
 
     dialect = "postgres"
 
-    def __init__(self, pool: asyncpg.Pool, url: str, running: asyncpg.Connection | None) -> None:
+    def __init__(self, pool: asyncpg.Pool, url: str) -> None:
         self._pool = pool
         self.url = url
         self.description = f"PostgreSQL database {describe(url)}"
-        self._running = running  # holds the RUNNING lock while the bot runs
+        self._claim: asyncpg.Connection | None = None  # a bot's or copy-data's locks live on it
+        self._watcher: asyncio.Task[None] | None = None
         self._timeout: float | None = None
 
     @classmethod
@@ -177,12 +213,14 @@ class PostgresStore:
         schema_version: int,
         migrations: dict[int, str] | None = None,
         exclusive: bool = False,
+        shards: tuple[int | None, tuple[int, ...] | None] = (None, None),
+        upgrade: bool = True,
         pool_size: int = 5,
     ) -> PostgresStore:
         """Connect, then create, upgrade, check or refuse the database as described above.
 
-        ``exclusive``: this is a running bot (it announces itself with a shared
-        advisory lock, which tools that need the database to themselves check).
+        ``exclusive``: this is a running bot, with ``shards`` = (SHARD_COUNT,
+        SHARD_IDS), None meaning unset. It claims its shards (see :meth:`claim`).
         """
         check_url(url)
         migrations = numbered_scripts(MIGRATIONS_DIR) if migrations is None else migrations
@@ -190,25 +228,30 @@ class PostgresStore:
             pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size, timeout=10)
         except (asyncpg.PostgresError, *UNAVAILABLE) as exc:
             raise _refusal(url, exc) from None  # asyncpg's own text may carry the URL
-        running = None
+        store = cls(pool, url)
         try:
             async with pool.acquire() as conn:
                 await conn.execute("SELECT pg_advisory_lock($1, $2)", LOCK_CLASS, PREPARING)
                 try:
-                    await _prepare(conn, url, schema_path.read_text(encoding="utf-8"), schema_version, migrations)
+                    schema_sql = schema_path.read_text(encoding="utf-8")
+                    await _prepare(conn, url, schema_sql, schema_version, migrations, upgrade)
                 finally:
                     await conn.execute("SELECT pg_advisory_unlock($1, $2)", LOCK_CLASS, PREPARING)
             if exclusive:
-                running = await pool.acquire()
-                await running.execute("SELECT pg_advisory_lock_shared($1, $2)", LOCK_CLASS, RUNNING)
+                await store.claim(*shards)
         except BaseException as exc:
-            if running is not None:
-                await pool.release(running)
-            await pool.close()
+            await store.close()
             if isinstance(exc, UNAVAILABLE):
                 raise _refusal(url, exc) from None
+            if isinstance(exc, asyncpg.PostgresError):  # the server's own words name no password
+                hint = "nothing was changed"
+                if isinstance(exc, asyncpg.InsufficientPrivilegeError):
+                    hint = "give the user in DATABASE_URL a database it owns (createdb -O USER DBNAME)"
+                raise DatabaseRefused(
+                    f"DATABASE_URL: PostgreSQL refused to prepare Tally's tables in {describe(url)} ({exc}); {hint}"
+                ) from None
             raise
-        return cls(pool, url, running)
+        return store
 
     # -- reading and writing ---------------------------------------------------------
 
@@ -276,32 +319,96 @@ class PostgresStore:
         async with self._connection() as conn, conn._conn.transaction():
             yield conn
 
-    async def bot_is_running(self) -> bool:
-        """Whether a Tally bot holds this database (tools that need it to themselves ask)."""
-        async with self._connection() as conn:
-            return await bot_is_running(conn._conn)
+    async def claim(self, shard_count: int | None, shard_ids: tuple[int, ...] | None) -> None:
+        """Announce a running bot and claim its shards, or refuse with DatabaseRefused.
+
+        Each shard runs in one process only (two would answer every command
+        twice), the processes of one bot agree on SHARD_COUNT, and no bot runs
+        while copy-data copies. The locks live on a connection of their own; a
+        watcher takes them again if that connection is ever lost.
+        """
+        self._claim = await asyncpg.connect(self.url, timeout=10)
+        try:
+            await _claim(self._claim, shard_count, shard_ids, self.description)
+        except BaseException:
+            await self._claim.close()
+            self._claim = None
+            raise
+        self._watcher = asyncio.create_task(self._keep_claim(shard_count, shard_ids), name="tally-shard-claim")
+
+    async def _keep_claim(self, shard_count: int | None, shard_ids: tuple[int, ...] | None) -> None:
+        """Take the claim again on a new connection whenever the one holding it was lost."""
+        while True:
+            await asyncio.sleep(CLAIM_CHECK_SECONDS)  # a check timer
+            if self._claim is not None and not self._claim.is_closed():
+                continue
+            try:
+                conn = await asyncpg.connect(self.url, timeout=10)
+            except (asyncpg.PostgresError, *UNAVAILABLE):
+                continue  # the server is away; the flusher says so
+            try:
+                await _claim(conn, shard_count, shard_ids, self.description)
+            except DatabaseRefused as exc:
+                log.error("lost this process's claim on the database and cannot take it back: %s", exc)
+                await conn.close()
+                continue
+            except (asyncpg.PostgresError, *UNAVAILABLE):
+                await conn.close()
+                continue
+            self._claim = conn
+            log.warning("the connection holding this process's shard claim was lost; took the claim again")
+
+    async def keep_bots_out(self) -> bool:
+        """Hold the database alone (copy-data): False when a bot is running; bots that start meanwhile refuse."""
+        conn = await asyncpg.connect(self.url, timeout=10)
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", LOCK_CLASS, RUNNING):
+            await conn.close()
+            return False
+        self._claim = conn
+        return True
 
     async def wait_for_lock_at_most(self, seconds: float) -> None:
         """How long any one statement may take from now on (shutdown bounds each try)."""
         self._timeout = max(0.05, seconds)
 
     async def close(self) -> None:
-        if self._running is not None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+            self._watcher = None
+        if self._claim is not None:
             with contextlib.suppress(*UNAVAILABLE):
-                await self._pool.release(self._running)
-            self._running = None
+                await asyncio.wait_for(self._claim.close(), 5)  # the locks go with it
+            self._claim = None
         try:
             await asyncio.wait_for(self._pool.close(), 10)
         except (TimeoutError, *UNAVAILABLE):
             self._pool.terminate()
 
 
-async def bot_is_running(conn: asyncpg.Connection) -> bool:
-    """Whether a Tally bot holds this database (its shared RUNNING lock), asked without waiting."""
-    free = await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", LOCK_CLASS, RUNNING)
-    if free:
-        await conn.execute("SELECT pg_advisory_unlock($1, $2)", LOCK_CLASS, RUNNING)
-    return not free
+async def _claim(
+    conn: asyncpg.Connection, shard_count: int | None, shard_ids: tuple[int, ...] | None, where: str
+) -> None:
+    if not await conn.fetchval("SELECT pg_try_advisory_lock_shared($1, $2)", LOCK_CLASS, RUNNING):
+        raise DatabaseRefused(f"copy-data is copying {where} right now; start Tally when it has finished")
+    mine = [0] if shard_ids is None else [1 + shard_id for shard_id in shard_ids]
+    taken = [key for key in mine if not await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", SHARDS, key)]
+    others = {row[0] for row in await conn.fetch(HELD_BY_OTHERS, SHARDS)} | set(taken)
+    if others and (shard_ids is None or 0 in others or taken):
+        running = "every shard" if 0 in others else "shards " + ",".join(str(key - 1) for key in sorted(others))
+        mine_text = "every shard" if shard_ids is None else "shards " + ",".join(map(str, shard_ids))
+        raise DatabaseRefused(
+            f"another Tally process on {where} already runs {running}, and this one would run {mine_text}: "
+            "each shard must run in one process only; give each process its own SHARD_IDS (with the same "
+            "SHARD_COUNT), or stop the other"
+        )
+    await conn.execute("SELECT pg_advisory_lock_shared($1, $2)", COUNTS, shard_count or 0)
+    counts = {row[0] for row in await conn.fetch(HELD_BY_OTHERS, COUNTS)} - {shard_count or 0}
+    if counts:
+        raise DatabaseRefused(
+            f"the Tally processes already running on {where} have SHARD_COUNT={min(counts) or 'unset'}, this one "
+            f"{shard_count or 'unset'}: every process of one bot needs the same SHARD_COUNT"
+        )
 
 
 async def schema_report(conn: asyncpg.Connection) -> SchemaReport:
@@ -340,20 +447,29 @@ async def schema_definitions(conn: PostgresConnection) -> dict[str, str]:
     return found
 
 
-async def _version(conn: asyncpg.Connection) -> int:
+async def _version(conn: asyncpg.Connection, where: str) -> int:
     """The schema version stamped in the database; 0 when it has no Tally version table."""
     if await conn.fetchval("SELECT to_regclass('tally_version')") is None:
         return 0
-    return await conn.fetchval("SELECT version FROM tally_version")
+    rows = await conn.fetch("SELECT version FROM tally_version")
+    if len(rows) != 1 or rows[0][0] is None:
+        raise DatabaseRefused(
+            f"{where} has a tally_version table without exactly one version in it; restore a backup, or "
+            "give Tally a database of its own (createdb) and point DATABASE_URL at it"
+        )
+    return rows[0][0]
 
 
 async def _expected_schema(conn: asyncpg.Connection, schema_sql: str) -> SchemaReport:
-    """What the schema script creates, built in a scratch schema that is rolled back."""
+    """What the schema script creates, built as temporary tables that are rolled back.
+
+    Every role may create temporary tables (no CREATE right on the database
+    needed), and they are the connection's own: starters never collide.
+    """
     report = None
     with contextlib.suppress(_Discard):
         async with conn.transaction():
-            await conn.execute("CREATE SCHEMA tally_scratch")
-            await conn.execute("SET LOCAL search_path TO tally_scratch")
+            await conn.execute("SET LOCAL search_path TO pg_temp")
             await conn.execute(schema_sql)
             report = await schema_report(conn)
             raise _Discard
@@ -365,12 +481,14 @@ class _Discard(Exception):
 
 
 async def _prepare(
-    conn: asyncpg.Connection, url: str, schema_sql: str, schema_version: int, migrations: dict[int, str]
+    conn: asyncpg.Connection, url: str, schema_sql: str, schema_version: int, migrations: dict[int, str], upgrade: bool
 ) -> None:
     where = describe(url)
-    version = await _version(conn)
+    version = await _version(conn, where)
     elsewhere = "give Tally a database of its own (createdb) and point DATABASE_URL at it"
     refuse_unless_upgradable(where, version, await schema_report(conn), schema_version, migrations, elsewhere)
+    if not upgrade:
+        refuse_unless_current(where, version, schema_version)
 
     if version == 0:
         log.info("creating a new database in %s (schema version %s)", where, schema_version)
@@ -386,9 +504,9 @@ async def _prepare(
         for step in range(version, schema_version):
             async with conn.transaction():  # the upgrade and its version bump land together
                 await conn.execute(migrations[step])
-                reached = await _version(conn)
+                reached = await _version(conn, where)
                 if reached != step + 1:
                     raise DatabaseRefused(f"migration {step} left {where} at version {reached}, expected {step + 1}")
 
     expected = await _expected_schema(conn, schema_sql)
-    refuse_unless_complete(where, await _version(conn), schema_version, expected, await schema_report(conn))
+    refuse_unless_complete(where, await _version(conn, where), schema_version, expected, await schema_report(conn))

@@ -47,6 +47,13 @@ class XpGain(NamedTuple):
     coins: int = 0  # level-up coins, written with the XP that earned them
 
 
+class Unsaved(NamedTuple):
+    """Gains a shutdown could not write, with the flush ID they were (or would have been) sent under."""
+
+    flush_id: int
+    gains: list[XpGain]
+
+
 class Daily(NamedTuple):
     claimed: bool
     balance: int

@@ -66,6 +66,17 @@ def refuse_unless_upgradable(
         )
 
 
+def refuse_unless_current(where: str, version: int, schema_version: int) -> None:
+    """For tools that only read (copy-data's source): nothing to create or upgrade, or a refusal."""
+    if version == 0:
+        raise DatabaseRefused(f"{where} holds no Tally data (no schema version): nothing to copy")
+    if version != schema_version:
+        raise DatabaseRefused(
+            f"{where} is at schema version {version}, this Tally's is {schema_version}: start this Tally on it "
+            "once (it upgrades the database, keeping a backup), stop it, then copy"
+        )
+
+
 def refuse_unless_complete(
     where: str, version: int, schema_version: int, expected: SchemaReport, found: SchemaReport
 ) -> None:

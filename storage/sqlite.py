@@ -36,7 +36,13 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from storage.records import ConstraintViolated, DatabaseBusy, DatabaseRefused
-from storage.schema import SchemaReport, numbered_scripts, refuse_unless_complete, refuse_unless_upgradable
+from storage.schema import (
+    SchemaReport,
+    numbered_scripts,
+    refuse_unless_complete,
+    refuse_unless_current,
+    refuse_unless_upgradable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +234,8 @@ class SQLiteStore:
         migrations: dict[int, str] | None = None,
         busy_timeout: float = 5.0,
         exclusive: bool = False,
+        upgrade: bool = True,
+        shards: object = None,  # PostgreSQL's concern: one SQLite file is one process
     ) -> SQLiteStore:
         """Open ``path``, creating, upgrading or refusing it as described above.
 
@@ -250,7 +258,8 @@ class SQLiteStore:
                 raise DatabaseRefused(f"cannot open {path}: {exc}") from exc
             conn.row_factory = sqlite3.Row
             try:
-                await _prepare(conn, path, schema_path.read_text(encoding="utf-8"), schema_version, migrations)
+                schema_sql = schema_path.read_text(encoding="utf-8")
+                await _prepare(conn, path, schema_sql, schema_version, migrations, upgrade)
             except BaseException as exc:
                 await conn.close()
                 if isinstance(exc, sqlite3.OperationalError) and (refused := _refusal(path, exc)):
@@ -336,6 +345,7 @@ async def _prepare(
     schema_sql: str,
     schema_version: int,
     migrations: dict[int, str],
+    upgrade: bool,
 ) -> None:
     # Read-only checks first: a refused file must be left exactly as it was.
     try:
@@ -358,6 +368,8 @@ async def _prepare(
     refuse_unless_upgradable(
         str(path), version, found, schema_version, migrations, "point DATABASE_PATH at a new file name"
     )
+    if not upgrade:
+        refuse_unless_current(str(path), version, schema_version)
 
     async with conn.execute("PRAGMA journal_mode = WAL") as cursor:
         mode = (await cursor.fetchone())[0]

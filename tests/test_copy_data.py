@@ -145,6 +145,27 @@ async def test_a_copy_that_fails_midway_leaves_the_target_empty_and_the_source_u
     assert source.read_bytes() == before
 
 
+async def test_a_source_from_an_older_tally_is_refused_and_left_as_it_was(storage, tmp_path):
+    source = tmp_path / "source.db"
+    conn = sqlite3.connect(source, isolation_level=None)
+    conn.executescript((ROOT / "tests" / "data" / "schema_v1.sql").read_text())
+    conn.close()
+    before = source.read_bytes()
+    code, output = await copy_data({"DATABASE_PATH": str(source)}, storage.url)
+    assert code == 2
+    assert "is at schema version 1" in output and "start this Tally on it once" in output
+    assert source.read_bytes() == before and not list(tmp_path.glob("*.bak"))  # no upgrade, no backup
+
+
+async def test_a_mistyped_postgresql_target_is_refused_not_taken_for_a_file(storage, tmp_path):
+    source = tmp_path / "source.db"
+    await fill(source)
+    code, output = await copy_data({"DATABASE_PATH": str(source)}, "postgresql:/127.0.0.1/tally")
+    assert code == 2
+    assert "DATABASE_URL" not in output and "postgresql://" in output
+    assert not (tmp_path / "postgresql:").exists()
+
+
 async def test_the_help_lists_the_subcommands_and_warns_to_stop_the_bot():
     process = await asyncio.create_subprocess_exec(
         sys.executable, str(ROOT / "bot.py"), "copy-data", "--help", stdout=asyncio.subprocess.PIPE

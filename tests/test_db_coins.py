@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
 
 import pytest
 
@@ -149,5 +150,41 @@ async def test_cases_opened_at_once_from_two_connections_get_distinct_gap_free_n
     assert sorted(c.number for c in cases) == list(range(1, 41))
     for case in cases:
         assert (await db.case(GUILD, case.number)).reason == case.reason
+    await db.close()
+    await other.close()
+
+
+async def test_two_writers_hammering_transfers_dailies_takes_and_sets_keep_every_rule(storage):
+    """Two connections (two pools on PostgreSQL, as two shard processes would have) mixing every coin write."""
+    db, other = await storage.open(), await storage.open()
+    members = list(range(1, 9))
+    for member in members:
+        await db.grant(GUILD, member, f"m{member}", 50, "give", 99)
+    rng = random.Random(11)
+    days = [1_000_000 + 86400 * day for day in range(3)]
+
+    async def one(conn: Database) -> str:
+        kind = rng.choice(["transfer", "transfer", "transfer", "daily", "take", "set"])
+        member = rng.choice(members)
+        try:
+            if kind == "transfer":
+                receiver = rng.choice([m for m in members if m != member])
+                await conn.transfer(GUILD, member, receiver, rng.randrange(1, 40), from_name="s", to_name="r")
+            elif kind == "daily":
+                await conn.claim_daily(GUILD, member, "m", 10, now=rng.choice(days))
+            elif kind == "take":
+                await conn.take(GUILD, member, rng.randrange(1, 30), 99)
+            else:
+                await conn.set_balance(GUILD, member, "m", rng.randrange(0, 80), 99)
+        except InsufficientCoins:
+            return "refused"
+        return kind
+
+    done = await asyncio.gather(*(one(db if i % 2 else other) for i in range(300)))
+    assert {"transfer", "daily", "take", "set", "refused"} <= set(done)
+    assert min([await db.balance(GUILD, m) for m in members]) >= 0
+    await ledger_explains_every_balance(db)  # every change, whoever made it, has its ledger row
+    claims = Counter(row[0] for row in await db._store.fetch("SELECT to_id FROM ledger WHERE kind = 'daily'"))
+    assert claims and max(claims.values()) <= len(days)  # never two claims of one member on one day
     await db.close()
     await other.close()

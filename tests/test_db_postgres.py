@@ -8,9 +8,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from db import SCHEMA_VERSION, Database, DatabaseRefused
+from db import SCHEMA_VERSION, Database, DatabaseRefused, DatabaseUnavailable, XpGain
 from storage import postgres
+from storage.levels import new_flush_id
 from tests.conftest import Storage, postgres_url
+from xp import XpTracker
 
 pytestmark = pytest.mark.backends("postgres")
 
@@ -115,11 +117,35 @@ async def test_a_failing_migration_rolls_back_with_its_version_bump(storage):
     conn = await raw(storage)
     await conn.execute(V1_SCHEMA.read_text())
     broken = {1: "CREATE TABLE wallets (x BIGINT); UPDATE tally_version SET version = 2; NOT SQL;"}
-    with pytest.raises(asyncpg.PostgresSyntaxError):
+    with pytest.raises(DatabaseRefused, match="refused to prepare Tally's tables .*syntax error.*nothing was changed"):
         await storage.open(migrations=broken)
     assert await conn.fetchval("SELECT version FROM tally_version") == 1
     assert await conn.fetchval("SELECT to_regclass('wallets')") is None
     await conn.close()
+
+
+async def test_a_user_without_rights_on_the_database_gets_one_line(storage):
+    conn = await raw(storage)
+    role = "tally_weak_" + storage.url.rsplit("_", 1)[1]  # one of this test's own
+    await conn.execute(f"CREATE ROLE {role} LOGIN")  # a name made here, never input
+    try:
+        await conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        url = storage.url.replace("postgres@", f"{role}:pw@", 1)
+        with pytest.raises(DatabaseRefused, match="permission denied .*createdb -O USER DBNAME") as refused:
+            await Database.open(url)
+        assert ":pw@" not in str(refused.value)
+    finally:
+        await conn.execute(f"DROP OWNED BY {role}")
+        await conn.execute(f"DROP ROLE {role}")
+        await conn.close()
+
+
+async def test_an_empty_version_table_is_refused_as_unrecognised(storage):
+    conn = await raw(storage)
+    await conn.execute("CREATE TABLE tally_version (version INTEGER)")
+    await conn.close()
+    with pytest.raises(DatabaseRefused, match="tally_version table without exactly one version"):
+        await storage.open()
 
 
 async def test_processes_starting_at_once_on_an_empty_database_create_the_schema_once(storage):
@@ -132,20 +158,80 @@ async def test_processes_starting_at_once_on_an_empty_database_create_the_schema
     await conn.close()
 
 
-async def test_a_running_bot_is_visible_to_tools_and_shards_share_the_database(storage):
-    first = await storage.open(exclusive=True)
-    second = await storage.open(exclusive=True)  # another shard process: allowed on PostgreSQL
-    conn = await raw(storage)
-    assert await postgres.bot_is_running(conn)
+async def test_each_shard_runs_in_one_process_only_and_all_processes_agree_on_the_count(storage):
+    first = await storage.open(exclusive=True, shards=(4, (0, 1)))
+    second = await storage.open(exclusive=True, shards=(4, (2, 3)))  # the other half: welcome
+    with pytest.raises(DatabaseRefused, match="already runs shards 0,1,2,3, and this one would run shards 1"):
+        await storage.open(exclusive=True, shards=(4, (1,)))
+    with pytest.raises(DatabaseRefused, match="already runs shards .*, and this one would run every shard"):
+        await storage.open(exclusive=True)
     await first.close()
-    assert await postgres.bot_is_running(conn)
+    with pytest.raises(DatabaseRefused, match="have SHARD_COUNT=4, this one 2: every process of one bot needs"):
+        await storage.open(exclusive=True, shards=(2, (0,)))
+    again = await storage.open(exclusive=True, shards=(4, (0, 1)))  # released when the first stopped
+    await again.close()
     await second.close()
-    assert not await postgres.bot_is_running(conn)
-    await conn.close()
+    whole = await storage.open(exclusive=True)  # one process with every shard
+    with pytest.raises(DatabaseRefused, match="already runs every shard"):
+        await storage.open(exclusive=True)
+    await whole.close()
+
+
+async def test_a_running_bot_keeps_copy_data_out_and_a_copy_keeps_bots_out(storage):
+    bot = await storage.open(exclusive=True)
+    tool = await storage.open()
+    assert not await tool._store.keep_bots_out()
+    await bot.close()
+    assert await tool._store.keep_bots_out()
+    with pytest.raises(DatabaseRefused, match="copy-data is copying .* right now"):
+        await storage.open(exclusive=True)
+    await tool.close()
+    bot = await storage.open(exclusive=True)
+    await bot.close()
 
 
 async def test_the_log_never_shows_the_password(storage):
     url = storage.url.replace("postgres@", "postgres:hunter2@", 1)  # trust authentication ignores it
     db = await Database.open(url)
     assert "hunter2" not in db.description and db.description.startswith("PostgreSQL database postgresql://postgres@")
+    await db.close()
+
+
+async def test_a_batch_sent_again_under_its_flush_id_counts_once(storage):
+    db = await storage.open()
+    gains = [XpGain(GUILD, 1, 10, "alice", 0, 3)]
+    flush_id = new_flush_id()
+    for _ in range(3):
+        await db.add_xp(gains, flush_id=flush_id)
+    await db.add_xp(gains, flush_id=new_flush_id())  # another batch
+    assert await db.member_xp(GUILD, 1) == 20
+    assert await db.balance(GUILD, 1) == 6
+    assert len(await db.movements(GUILD, 1)) == 2
+    await db.close()
+
+
+class LostReply(Database):
+    """The real database, whose first flush commits but whose reply never arrives (a cut connection)."""
+
+    lost = 0
+
+    async def add_xp(self, gains, flush_id=None):
+        await super().add_xp(gains, flush_id)
+        if not self.lost:
+            self.lost += 1
+            raise DatabaseUnavailable("the connection closed before the reply (ConnectionResetError)")
+
+
+async def test_a_flush_whose_reply_was_lost_is_sent_again_and_counts_once(storage):
+    db = await LostReply.open(storage.url)
+    tracker = XpTracker(db, xp_per_message=5, cooldown_seconds=0, flush_seconds=1)
+    await tracker.award(GUILD, 1, "alice")
+    await tracker.award(GUILD, 2, "bob")
+    with pytest.raises(DatabaseUnavailable):
+        await tracker.flush()
+    assert tracker.pending_count == 2  # held, as far as Tally knows
+    await tracker.award(GUILD, 1, "alice")  # and chat goes on
+    assert await tracker.flush() == 2
+    assert sorted(await db.guild_xp(GUILD)) == [(1, 10), (2, 5)]  # the lost batch once, then the new one
+    assert tracker.pending_count == 0
     await db.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from db import SCHEMA_VERSION, Database, DatabaseRefused, XpGain
+from db import SCHEMA_VERSION, Database, DatabaseRefused, Unsaved, XpGain
 from storage.sqlite import SCHEMA_PATH
 
 GUILD = 111111111111111111
@@ -177,11 +177,13 @@ async def test_a_foundation_database_is_upgraded_to_coins_and_cases_keeping_ever
 async def test_xp_a_shutdown_could_not_write_is_kept_and_added_once_at_the_next_start(tmp_path):
     path = tmp_path / "tally.db"
     db = await Database.open(path, exclusive=True)
-    first = db.keep_unsaved([XpGain(GUILD, 1, 10, "alice", 0, 5)])
+    first = db.keep_unsaved([Unsaved(1, [XpGain(GUILD, 1, 10, "alice", 0, 5)])])
     (tmp_path / f"{first.name}.partial").write_text("[[")  # a write that a crash cut short is never read
     await db.close()
     db = await Database.open(path, exclusive=True)
-    second = db.keep_unsaved([XpGain(GUILD, 1, 3, "alice", 0), XpGain(GUILD, 2, 7, "bob", 0)])
+    second = db.keep_unsaved(
+        [Unsaved(2, [XpGain(GUILD, 1, 3, "alice", 0)]), Unsaved(3, [XpGain(GUILD, 2, 7, "bob", 0)])]
+    )
     await db.close()
     assert first.name.startswith("tally.db.unsaved-") and first.exists() is False  # the second start added it
     assert second.exists()
@@ -200,7 +202,17 @@ async def test_xp_a_shutdown_could_not_write_is_kept_and_added_once_at_the_next_
     await db.close()
 
 
-@pytest.mark.parametrize("content", ["[[1, 2", "", "{}", None])
+async def test_a_file_of_unsaved_xp_from_before_flush_ids_is_still_added(tmp_path):
+    kept = tmp_path / "tally.db.unsaved-20260101-000000-1.json"
+    kept.write_text(f'[[{GUILD}, 1, 10, "alice", 0, 5], [{GUILD}, 2, 4, "bob", 0, 0]]')  # issue 11's format
+    db = await Database.open(tmp_path / "tally.db", exclusive=True)
+    assert sorted(await db.guild_xp(GUILD)) == [(1, 10), (2, 4)]
+    assert await db.balance(GUILD, 1) == 5
+    await db.close()
+    assert not kept.exists()
+
+
+@pytest.mark.parametrize("content", ["[[1, 2", "", "{}", None, "[[0, []]]"])
 async def test_an_unreadable_unsaved_xp_file_is_left_alone_and_start_up_goes_on(tmp_path, caplog, content):
     path = tmp_path / "tally.db"
     kept = tmp_path / "tally.db.unsaved-20260101-000000-1.json"

@@ -82,6 +82,10 @@ async def test_while_the_server_is_away_chat_keeps_earning_commands_say_so_and_n
         assert "alice" in post.embeds[0]["description"] and "25 XP" in post.embeds[0]["description"]
     await bot.wait_for_log("saving XP works again", timeout=30)
     assert await storage.xp(world.guild.id) == {world.alice.id: 25, world.bob.id: 5}
+    await bot.wait_for_log("took the claim again", timeout=30)  # its shard locks went with the old connection
+    tool = await storage.open()
+    assert not await tool._store.keep_bots_out()  # a copy-data would see the bot again
+    await tool.close()
     post = await world.ask(world.bob, "!daily")
     assert post.content.startswith("You claimed")
     assert await bot.stop() == 0
@@ -98,7 +102,7 @@ async def test_a_shutdown_while_the_server_is_away_keeps_the_xp_and_the_next_sta
             await world.say(world.alice, "chatting while the server is away")
         await world.ask(world.alice, "!level")  # the three messages were counted
         assert await bot.stop() == 1
-        [kept] = (tmp_path / "data").glob(f"postgres-{database}.unsaved-*.json")
+        [kept] = (tmp_path / "data").glob(f"postgres-127.0.0.1-5432-{database}.unsaved-*.json")
     assert "NOT SAVED: 15 XP of 1 members" in bot.log
     await tally()
     assert not kept.exists()
@@ -143,6 +147,17 @@ async def test_two_shard_processes_share_one_database_each_counting_its_own_guil
     for shard_id, bot in bots.items():
         assert f"on shards {shard_id} of 2 (shard {shard_id}: 1 servers)" in bot.log
         assert shards[shard_id].id  # each process saw exactly its own guild
+
+
+async def test_a_second_process_for_shards_already_running_stops_with_one_line_and_exit_2(world, tally, storage):
+    first = await tally()
+    second = await tally(wait_ready=False)  # the same settings: a unit started twice, say
+    assert await second.wait() == 2
+    assert "another Tally process on" in second.log and "already runs every shard" in second.log
+    assert "Traceback" not in second.log
+    post = await world.ask(world.alice, "!prefix")  # the first answers, alone
+    assert post.content.startswith("My prefix here is")
+    assert await first.stop() == 0
 
 
 async def test_one_process_runs_every_recommended_shard_when_none_are_set(world, tally, storage):

@@ -1,5 +1,5 @@
 -- Migration to schema version 2 on PostgreSQL: coins (wallets and their
--- ledger) and the moderation log. Run by db.py in one transaction with its
+-- ledger), the moderation log, and the record of written XP flushes. Run by db.py in one transaction with its
 -- version bump; the tables are the same as in schema_postgres.sql, which the
 -- start-up check compares the result against.
 
@@ -57,6 +57,14 @@ CREATE TABLE case_reasons (
     FOREIGN KEY (guild_id, number) REFERENCES cases (guild_id, number)
 );
 CREATE INDEX case_reasons_by_case ON case_reasons (guild_id, number);
+
+-- XP flushes already written, by the ID the bot gave each batch (milliseconds
+-- since the epoch, then 20 random bits). A batch whose write the bot could not
+-- confirm (a connection lost during COMMIT) is sent again with its ID and then
+-- adds nothing twice. Each flush forgets the IDs older than three days.
+CREATE TABLE tally_flushes (
+    id BIGINT PRIMARY KEY
+);
 
 -- Where each guild's new cases are also posted (!modlogchannel).
 CREATE TABLE modlog_channels (
