@@ -555,7 +555,7 @@ def main(argv: list[str] | None = None) -> None:
         except ConfigError as exc:
             print(f"tally: configuration error: {exc}", file=sys.stderr)
             sys.exit(EXIT_OWNER_MUST_FIX)
-        sys.exit(asyncio.run(copy_data(database_url or database_path, args.to, sys.stderr)))
+        sys.exit(asyncio.run(copy_data(Database.open, database_url or database_path, args.to, sys.stderr)))
     try:
         settings = load_settings()
     except ConfigError as exc:

@@ -206,9 +206,11 @@ async def _verify(source, conn, expected: dict[str, int]) -> list[str]:
     return lines
 
 
-async def copy_data(source: str | Path, to: str, out: TextIO) -> int:
-    """``python bot.py copy-data --to TARGET``: the exit code (0 copied and verified, 2 refused, 1 failed)."""
-    from db import Database  # the facade gathers this module's neighbours; imported here, not at load time
+async def copy_data(open_database: Callable, source: str | Path, to: str, out: TextIO) -> int:
+    """``python bot.py copy-data --to TARGET``: the exit code (0 copied and verified, 2 refused, 1 failed).
+
+    ``open_database`` is ``db.Database.open`` (passed in: the facade is built from this package).
+    """
 
     def say(line: str) -> None:
         print(line, file=out, flush=True)
@@ -225,11 +227,11 @@ async def copy_data(source: str | Path, to: str, out: TextIO) -> int:
                     say(f"tally copy-data: there is no database at {end} to copy (check DATABASE_PATH)")
                     return 2
                 held.append(sqlite.hold_exclusive(Path(end)))
-        source_db = await Database.open(source, upgrade=False)
+        source_db = await open_database(source, upgrade=False)
         if source_db.dialect == "postgres" and not await source_db._store.keep_bots_out():
             say("tally copy-data: a Tally bot is running on the source database; stop every Tally process first")
             return 2
-        target_db = await Database.open(to)
+        target_db = await open_database(to)
         if target_db.dialect == "postgres" and not await target_db._store.keep_bots_out():
             say("tally copy-data: a Tally bot is running on the target database; stop it first")
             return 2
