@@ -299,9 +299,11 @@ class XpTracker:
         """
         async with self._flush_lock:
             written: set[tuple[int, int]] = set()
+            detached = False  # one new batch a flush (after a held one): under load it never runs back to back
             while True:
                 if self._held is None:
-                    batch = self._detach()
+                    batch = [] if detached else self._detach()
+                    detached = True
                     if not batch:
                         break
                     self._held = (new_flush_id(), list(_gains(batch)))
