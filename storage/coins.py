@@ -17,26 +17,34 @@ from storage.records import Daily, InsufficientCoins, Movement
 
 CREDIT = (
     "INSERT INTO wallets (guild_id, user_id, coins, name) VALUES ($1, $2, $3, $4) "
-    "ON CONFLICT (guild_id, user_id) DO UPDATE SET coins = wallets.coins + excluded.coins, name = excluded.name"
+    "ON CONFLICT (guild_id, user_id) DO UPDATE SET coins = wallets.coins + excluded.coins, name = excluded.name "
+    "RETURNING coins"
 )
-DEBIT = "UPDATE wallets SET coins = coins - $3 WHERE guild_id = $1 AND user_id = $2 AND coins >= $3"
+# The name ($4) is the member's current one, or NULL to keep the stored one.
+DEBIT = (
+    "UPDATE wallets SET coins = coins - $3, name = COALESCE($4, name) "
+    "WHERE guild_id = $1 AND user_id = $2 AND coins >= $3 RETURNING coins"
+)
 BALANCE = "SELECT coins FROM wallets WHERE guild_id = $1 AND user_id = $2"
 # A wallet locked (created empty if need be) before its balance is read: an upsert takes the row's lock.
 LOCK_WALLET = (
     "INSERT INTO wallets (guild_id, user_id, coins, name) VALUES ($1, $2, 0, $3) "
     "ON CONFLICT (guild_id, user_id) DO UPDATE SET name = excluded.name RETURNING coins"
 )
-LOCK_EXISTING = "UPDATE wallets SET coins = coins WHERE guild_id = $1 AND user_id = $2"  # a no-op that takes the lock
+# A no-op that takes an existing wallet's lock and reads its balance.
+LOCK_EXISTING = "UPDATE wallets SET coins = coins WHERE guild_id = $1 AND user_id = $2 RETURNING coins"
 RECORD = (
     "INSERT INTO ledger (guild_id, from_id, to_id, amount, kind, actor_id, reason, created_at) "
     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
 )
 
 
-async def _debit(conn, guild_id: int, user_id: int, amount: int) -> None:
-    """Take ``amount`` only if the balance covers it; else raise InsufficientCoins."""
-    if await conn.execute(DEBIT, guild_id, user_id, amount) != 1:
+async def _debit(conn, guild_id: int, user_id: int, amount: int, name: str | None = None) -> int:
+    """Take ``amount`` only if the balance covers it and return the new balance; else raise InsufficientCoins."""
+    balance = await conn.fetchval(DEBIT, guild_id, user_id, amount, name)
+    if balance is None:
         raise InsufficientCoins(await conn.fetchval(BALANCE, guild_id, user_id) or 0)
+    return balance
 
 
 async def _record(conn, guild_id, from_id, to_id, amount, kind, actor_id, reason) -> None:
@@ -60,17 +68,16 @@ class CoinsSQL:
             raise ValueError("a transfer needs two members and a positive amount")
 
         async def move(conn):
-            # Lock both wallets in user-ID order first: two opposite transfers at once then
+            # Both wallets are locked in user-ID order: two opposite transfers at once then
             # queue behind each other instead of deadlocking (PostgreSQL would abort one).
-            for user_id in sorted((from_id, to_id)):
-                await conn.execute(LOCK_EXISTING, guild_id, user_id)
-            await _debit(conn, guild_id, from_id, amount)
-            await conn.execute(
-                "UPDATE wallets SET name = $3 WHERE guild_id = $1 AND user_id = $2", guild_id, from_id, from_name
-            )
-            await conn.execute(CREDIT, guild_id, to_id, amount, to_name)
+            # The debit locks the sender's, the credit the receiver's; a receiver with
+            # the lower ID is locked first. Each statement returns its new balance.
+            if to_id < from_id:
+                await conn.execute(LOCK_EXISTING, guild_id, to_id)
+            sent_from = await _debit(conn, guild_id, from_id, amount, from_name)
+            sent_to = await conn.fetchval(CREDIT, guild_id, to_id, amount, to_name)
             await _record(conn, guild_id, from_id, to_id, amount, "transfer", from_id, None)
-            return await conn.fetchval(BALANCE, guild_id, from_id), await conn.fetchval(BALANCE, guild_id, to_id)
+            return sent_from, sent_to
 
         return await self._store.write(move)
 
@@ -114,9 +121,9 @@ class CoinsSQL:
         """Create coins for a member (daily, level-up, an admin's give); returns the new balance."""
 
         async def give(conn):
-            await conn.execute(CREDIT, guild_id, user_id, amount, name)
+            balance = await conn.fetchval(CREDIT, guild_id, user_id, amount, name)
             await _record(conn, guild_id, None, user_id, amount, kind, actor_id, reason)
-            return await conn.fetchval(BALANCE, guild_id, user_id)
+            return balance
 
         return await self._store.write(give)
 
@@ -126,12 +133,13 @@ class CoinsSQL:
         """Remove up to ``amount`` coins, never below zero; returns (taken, new balance)."""
 
         async def remove(conn):
-            await conn.execute(LOCK_EXISTING, guild_id, user_id)  # the balance read next is the one the debit sees
-            taken = min(amount, await conn.fetchval(BALANCE, guild_id, user_id) or 0)
-            if taken:
-                await _debit(conn, guild_id, user_id, taken)
-                await _record(conn, guild_id, user_id, None, taken, "take", actor_id, reason)
-            return taken, await conn.fetchval(BALANCE, guild_id, user_id) or 0
+            held = await conn.fetchval(LOCK_EXISTING, guild_id, user_id) or 0  # locked: the debit sees this balance
+            taken = min(amount, held)
+            if not taken:
+                return 0, held
+            balance = await _debit(conn, guild_id, user_id, taken)
+            await _record(conn, guild_id, user_id, None, taken, "take", actor_id, reason)
+            return taken, balance
 
         return await self._store.write(remove)
 
@@ -143,7 +151,7 @@ class CoinsSQL:
         async def set_to(conn):
             old = await conn.fetchval(LOCK_WALLET, guild_id, user_id, name)
             if amount > old:
-                await conn.execute(CREDIT, guild_id, user_id, amount - old, name)
+                await conn.fetchval(CREDIT, guild_id, user_id, amount - old, name)
                 await _record(conn, guild_id, None, user_id, amount - old, "set", actor_id, reason)
             elif amount < old:
                 await _debit(conn, guild_id, user_id, old - amount)

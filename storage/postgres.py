@@ -443,6 +443,11 @@ async def schema_definitions(conn: PostgresConnection) -> dict[str, str]:
         found[f"constraint {row[0]}.{row[1]}"] = row[2]
     for row in await conn.fetch("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"):
         found[f"index {row[0]}"] = row[1]
+    for row in await conn.fetch(
+        "SELECT relname, reloptions FROM pg_class "
+        "WHERE relnamespace = current_schema()::regnamespace AND reloptions IS NOT NULL"
+    ):
+        found[f"storage {row[0]}"] = " ".join(sorted(row[1]))
     found["version"] = str(await conn.fetchval("SELECT version FROM tally_version"))
     return found
 

@@ -30,6 +30,9 @@ async def test_transfer_moves_coins_and_writes_one_ledger_row(db):
     assert await db.transfer(GUILD, 1, 2, 30, from_name="alice", to_name="bob") == (70, 30)
     moves = await db.movements(GUILD, 2)
     assert [(m.from_id, m.to_id, m.amount, m.kind) for m in moves] == [(1, 2, 30, "transfer")]
+    # The other way (the receiver has the lower ID): both balances returned, the sender's new name kept.
+    assert await db.transfer(GUILD, 2, 1, 5, from_name="bobby", to_name="alice") == (25, 75)
+    assert await db.richest(GUILD, 0, 10) == [(1, 75, "alice"), (2, 25, "bobby")]
     await ledger_explains_every_balance(db)
 
 

@@ -60,6 +60,15 @@ async def test_an_unknown_user_is_refused(storage):
     assert "secret" not in str(refused.value)
 
 
+async def test_a_postgres_scheme_url_is_the_same_as_postgresql(storage):
+    db = await Database.open(storage.url.replace("postgresql://", "postgres://", 1))
+    try:
+        await db.add_xp([XpGain(GUILD, 1, 15, "ana", 0)])
+        assert db.dialect == "postgres" and await db.member_xp(GUILD, 1) == 15
+    finally:
+        await db.close()
+
+
 async def test_a_new_database_gets_the_whole_schema_and_its_version(storage):
     db = await storage.open()
     await db.close()
