@@ -15,9 +15,9 @@ the same database, the two are timed sample by sample, alternating, on:
       claims the batch's flush ID and forgets expired ones, as Tally does;
   (b) one coin transfer between two random members that hold coins:
       ``Database.transfer`` against the same statements as Core constructs
-      (both wallets locked in user-ID order, the conditional debit, the
-      sender's name, the credit upsert, the ledger row, both balances) in one
-      transaction.
+      (both wallets locked in user-ID order, the conditional debit with the
+      sender's name, the credit upsert, each returning its balance, and the
+      ledger row) in one transaction.
 
 On PostgreSQL (asyncpg under both) and on SQLite (aiosqlite under both;
 SQLAlchemy's transactions begin with BEGIN IMMEDIATE and its connections
@@ -52,7 +52,6 @@ import statistics
 import sys
 import tempfile
 import time
-import urllib.parse
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -73,12 +72,11 @@ except ImportError as exc:  # greenlet too: SQLAlchemy's asyncio needs it
     )
 
 import asyncpg  # noqa: E402
+from common import POSTGRES_ADMIN_URL, create_database, drop_database, p50_p99  # noqa: E402
 
 from db import Database, InsufficientCoins, XpGain  # noqa: E402
 from storage import levels  # noqa: E402
-from storage.postgres import describe  # noqa: E402
 
-POSTGRES_ADMIN_URL = os.environ.get("TALLY_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 GUILD = 123456789012345678
 CHECK_GUILDS = (GUILD + 1, GUILD + 2)  # one for each layer's check run
 MEMBERS = 20_000  # in the guild; each flush takes 10,000 of them
@@ -193,19 +191,20 @@ class CoreStore:
             return (wallets.c.guild_id == guild_id) & (wallets.c.user_id == user_id)
 
         async with self.engine.begin() as conn:
-            for user_id in sorted((from_id, to_id)):  # both wallets locked in user-ID order first
-                await conn.execute(update(wallets).where(wallet(user_id)).values(coins=wallets.c.coins))
+            if to_id < from_id:  # both wallets locked in user-ID order: the receiver's first
+                await conn.execute(update(wallets).where(wallet(to_id)).values(coins=wallets.c.coins))
             debit = update(wallets).where(wallet(from_id) & (wallets.c.coins >= amount))
-            if (await conn.execute(debit.values(coins=wallets.c.coins - amount))).rowcount != 1:
+            debit = debit.values(coins=wallets.c.coins - amount, name=from_name).returning(wallets.c.coins)
+            sender = (await conn.execute(debit)).scalar()
+            if sender is None:
                 balance = (await conn.execute(select(wallets.c.coins).where(wallet(from_id)))).scalar()
                 raise InsufficientCoins(balance or 0)
-            await conn.execute(update(wallets).where(wallet(from_id)).values(name=from_name))
             credit = self.insert(wallets).values(guild_id=guild_id, user_id=to_id, coins=amount, name=to_name)
             credit = credit.on_conflict_do_update(
                 index_elements=[wallets.c.guild_id, wallets.c.user_id],
                 set_={"coins": wallets.c.coins + credit.excluded.coins, "name": credit.excluded.name},
             )
-            await conn.execute(credit)
+            receiver = (await conn.execute(credit.returning(wallets.c.coins))).scalar()
             await conn.execute(
                 insert(ledger).values(
                     guild_id=guild_id,
@@ -218,8 +217,6 @@ class CoreStore:
                     created_at=int(time.time()),
                 )
             )
-            sender = (await conn.execute(select(wallets.c.coins).where(wallet(from_id)))).scalar()
-            receiver = (await conn.execute(select(wallets.c.coins).where(wallet(to_id)))).scalar()
             return sender, receiver
 
 
@@ -240,38 +237,6 @@ def sqlite_engine(path: Path) -> AsyncEngine:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
-
-
-# -- a PostgreSQL database of the run's own --------------------------------------------
-
-
-def database_url(admin_url: str, name: str) -> str:
-    """``admin_url`` with its database name replaced by ``name``."""
-    parts = urllib.parse.urlsplit(admin_url)
-    return urllib.parse.urlunsplit(parts._replace(path="/" + name))
-
-
-async def create_database(admin_url: str, name: str) -> str | None:
-    """Create the database ``name`` on the server; its URL, or None (and one line) when no server answers."""
-    try:
-        admin = await asyncpg.connect(admin_url, timeout=5)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        print(f"PostgreSQL left out: no server answers at {describe(admin_url)} ({type(exc).__name__})")
-        return None
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return database_url(admin_url, name)
-
-
-async def drop_database(admin_url: str, name: str) -> None:
-    admin = await asyncpg.connect(admin_url, timeout=5)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 # -- timing ---------------------------------------------------------------------------------
@@ -320,11 +285,6 @@ async def alternating(
             samples[key][0].append(time.perf_counter() - start)
             samples[key][1].append(time.process_time() - cpu)
     return samples
-
-
-def p50_p99(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
 def report(backend: str, figure: str, samples: dict[str, tuple[list[float], list[float]]]) -> None:
@@ -395,7 +355,9 @@ async def main() -> None:
             await db.close()
 
     name = f"tally_bench_dialect_{os.getpid()}"
-    url = await create_database(POSTGRES_ADMIN_URL, name)
+    url = await create_database(
+        POSTGRES_ADMIN_URL, name, "PostgreSQL left out: no server answers at {server} ({error})"
+    )
     if url is None:
         return
     try:

@@ -25,24 +25,18 @@ import random
 import statistics
 import sys
 import time
-import urllib.parse
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import asyncpg  # noqa: E402
+from common import POSTGRES_ADMIN_URL, create_database, drop_database  # noqa: E402
 
 from db import Database, XpGain  # noqa: E402
 
-POSTGRES_ADMIN_URL = os.environ.get("TALLY_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 GUILD = 123456789012345678
 FLUSHED = 10_000
 ROUNDS = 12
-
-
-def database_url(name: str) -> str:
-    return urllib.parse.urlsplit(POSTGRES_ADMIN_URL)._replace(path="/" + name).geturl()
 
 
 async def fill(db: Database, members: int) -> None:
@@ -57,16 +51,16 @@ async def fill(db: Database, members: int) -> None:
 
 
 async def main() -> None:
-    try:
-        admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
-    except (OSError, asyncpg.PostgresError) as exc:
-        sys.exit(f"no PostgreSQL server answers at TALLY_BENCH_POSTGRES_URL ({exc.__class__.__name__})")
     names = {factor: f"tally_bench_fillfactor_{os.getpid()}_{factor}" for factor in (100, 70)}
     dbs: dict[int, Database] = {}
+    created: list[str] = []
     try:
         for factor, name in names.items():
-            await admin.execute(f'CREATE DATABASE "{name}"')
-            dbs[factor] = await Database.open(database_url(name))
+            url = await create_database(POSTGRES_ADMIN_URL, name, "no PostgreSQL server answers at {server} ({error})")
+            if url is None:
+                return
+            created.append(name)
+            dbs[factor] = await Database.open(url)
         await dbs[100]._store.execute("ALTER TABLE members SET (fillfactor = 100)")
         print(f"flush of {FLUSHED:,} random members, {ROUNDS} rounds, fillfactor 100 and 70 alternating")
         for members in (10_000, 100_000, 1_000_000):
@@ -89,9 +83,8 @@ async def main() -> None:
     finally:
         for db in dbs.values():
             await db.close()
-        for name in names.values():
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        await admin.close()
+        for name in created:
+            await drop_database(POSTGRES_ADMIN_URL, name)
 
 
 if __name__ == "__main__":

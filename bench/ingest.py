@@ -50,267 +50,49 @@ import statistics
 import sys
 import tempfile
 import time
-import urllib.parse
-import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import aiosqlite  # noqa: E402
-import asyncpg  # noqa: E402
 import discord  # noqa: E402
+from common import (  # noqa: E402
+    EMPTY_TABLES,
+    POSTGRES_ADMIN_URL,
+    as_launched,
+    compress,
+    create_database,
+    drain,
+    drop_database,
+    feed,
+    gateway,
+    messages,
+    random_guild,
+    ready_and_guilds,
+)
 from discord import utils  # noqa: E402
 from discord.ext import commands  # noqa: E402
-from discord.gateway import DiscordWebSocket  # noqa: E402
 
 from bot import Tally  # noqa: E402
 from config import Settings  # noqa: E402
 from db import Database  # noqa: E402
 from storage.postgres import describe  # noqa: E402
 
-POSTGRES_ADMIN_URL = os.environ.get("TALLY_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 GUILDS = 50
-BOT_ID = 900000000000000001
-WORDS = [
-    "the",
-    "a",
-    "to",
-    "and",
-    "of",
-    "you",
-    "i",
-    "it",
-    "is",
-    "that",
-    "in",
-    "this",
-    "for",
-    "on",
-    "gg",
-    "lol",
-    "yes",
-    "no",
-    "what",
-    "when",
-    "how",
-    "have",
-    "just",
-    "my",
-    "we",
-    "game",
-    "raid",
-    "tonight",
-    "anyone",
-    "patch",
-    "build",
-    "stream",
-    "meme",
-    "cat",
-    "dog",
-    "coffee",
-    "work",
-    "school",
-    "server",
-    "level",
-    "rank",
-]
 
 
-# -- the world and its frames -------------------------------------------------------
-
-
-def snowflake(rng: random.Random) -> int:
-    return rng.randrange(10**17, 10**18 * 9)
+# -- the world and its frames (built by common.py) ----------------------------------------
 
 
 def build_world(rng: random.Random) -> list[dict]:
     guilds = []
     for g in range(GUILDS):
         members = rng.randrange(2000, 8000)
-        guilds.append(
-            {
-                "id": 100000000000000000 + g * 1000003,
-                "channels": [snowflake(rng) for _ in range(rng.randrange(3, 12))],
-                "roles": [snowflake(rng) for _ in range(8)],
-                "members": [snowflake(rng) for _ in range(members)],
-                "activity": 1.0 / (g + 1) ** 0.8,  # a few busy servers, a long quiet tail
-            }
-        )
+        guild_id = 100000000000000000 + g * 1000003
+        # a few busy servers, a long quiet tail
+        guilds.append(random_guild(rng, guild_id, rng.randrange(3, 12), members, 1.0 / (g + 1) ** 0.8))
     return guilds
-
-
-def user_payload(user_id: int, rng: random.Random) -> dict:
-    name = f"member_{user_id % 1000003}"
-    return {
-        "username": name,
-        "public_flags": 0,
-        "id": str(user_id),
-        "global_name": name.title(),
-        "discriminator": "0",
-        "clan": None,
-        "primary_guild": None,
-        "avatar_decoration_data": None,
-        "avatar": f"{rng.getrandbits(128):032x}",
-    }
-
-
-def ready_and_guilds(world: list[dict], rng: random.Random) -> list[dict]:
-    payloads = [
-        {
-            "op": 0,
-            "t": "READY",
-            "s": 1,
-            "d": {
-                "v": 10,
-                "user": {"id": str(BOT_ID), "username": "Tally", "discriminator": "0", "avatar": None, "bot": True},
-                "guilds": [{"id": str(g["id"]), "unavailable": True} for g in world],
-                "session_id": "bench",
-                "resume_gateway_url": "wss://gateway.invalid",
-                "application": {"id": str(BOT_ID), "flags": 0},
-                "private_channels": [],
-                "relationships": [],
-                "shard": [0, 1],  # what Discord sends a sharded IDENTIFY (an unsharded bot ignores it)
-            },
-        }
-    ]
-    for g in world:
-        roles = [
-            {
-                "id": str(g["id"]),
-                "name": "@everyone",
-                "permissions": "3072",
-                "position": 0,
-                "color": 0,
-                "hoist": False,
-                "managed": False,
-                "mentionable": False,
-                "flags": 0,
-            }
-        ] + [
-            {
-                "id": str(r),
-                "name": f"role{i}",
-                "permissions": "0",
-                "position": i + 1,
-                "color": 0,
-                "hoist": False,
-                "managed": False,
-                "mentionable": False,
-                "flags": 0,
-            }
-            for i, r in enumerate(g["roles"])
-        ]
-        payloads.append(
-            {
-                "op": 0,
-                "t": "GUILD_CREATE",
-                "s": len(payloads) + 1,
-                "d": {
-                    "id": str(g["id"]),
-                    "name": f"Server {g['id']}",
-                    "owner_id": str(g["members"][0]),
-                    "roles": roles,
-                    "emojis": [],
-                    "stickers": [],
-                    "features": [],
-                    "large": True,
-                    "unavailable": False,
-                    "member_count": len(g["members"]),
-                    "members": [
-                        {
-                            "user": user_payload(m, rng),
-                            "roles": [],
-                            "joined_at": "2024-01-01T00:00:00+00:00",
-                            "deaf": False,
-                            "mute": False,
-                            "flags": 0,
-                        }
-                        for m in g["members"][:250]  # Discord sends only some members of a large guild
-                    ],
-                    "channels": [
-                        {"id": str(c), "type": 0, "name": f"chan{i}", "position": i, "permission_overwrites": []}
-                        for i, c in enumerate(g["channels"])
-                    ],
-                    "threads": [],
-                    "presences": [],
-                    "voice_states": [],
-                    "stage_instances": [],
-                    "guild_scheduled_events": [],
-                    "premium_tier": 0,
-                    "joined_at": "2024-01-01T00:00:00+00:00",
-                },
-            }
-        )
-    return payloads
-
-
-def messages(world: list[dict], count: int, rng: random.Random, first_seq: int) -> list[dict]:
-    guild_weights = [g["activity"] for g in world]
-    member_weights = {g["id"]: [1.0 / (k + 1) ** 1.1 for k in range(len(g["members"]))] for g in world}
-    payloads = []
-    for i in range(count):
-        g = rng.choices(world, guild_weights)[0]
-        author = rng.choices(g["members"], member_weights[g["id"]])[0]
-        content = " ".join(rng.choices(WORDS, k=rng.randrange(4, 45)))
-        payloads.append(
-            {
-                "op": 0,
-                "t": "MESSAGE_CREATE",
-                "s": first_seq + i,
-                "d": {
-                    "type": 0,
-                    "tts": False,
-                    "timestamp": "2026-11-22T06:00:00.000000+00:00",
-                    "pinned": False,
-                    "nonce": str(snowflake(rng)),
-                    "mentions": [],
-                    "mention_roles": [],
-                    "mention_everyone": False,
-                    "member": {
-                        "roles": [str(r) for r in rng.sample(g["roles"], 2)],
-                        "premium_since": None,
-                        "pending": False,
-                        "nick": None,
-                        "mute": False,
-                        "joined_at": "2024-05-01T12:00:00.000000+00:00",
-                        "flags": 0,
-                        "deaf": False,
-                        "communication_disabled_until": None,
-                        "banner": None,
-                        "avatar": None,
-                    },
-                    "id": str(snowflake(rng)),
-                    "flags": 0,
-                    "embeds": [],
-                    "edited_timestamp": None,
-                    "content": content,
-                    "components": [],
-                    "channel_id": str(rng.choice(g["channels"])),
-                    "author": user_payload(author, rng),
-                    "attachments": [],
-                    "guild_id": str(g["id"]),
-                },
-            }
-        )
-    return payloads
-
-
-def compress(payloads: list[dict]) -> list[bytes]:
-    """One compressed stream, framed the way Discord frames it for discord.py's decompressor."""
-    kind = utils._ActiveDecompressionContext.COMPRESSION_TYPE
-    frames = []
-    if kind == "zstd-stream":
-        import zstandard
-
-        stream = zstandard.ZstdCompressor().compressobj()
-        for p in payloads:
-            frames.append(stream.compress(json.dumps(p).encode()) + stream.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
-    else:
-        stream = zlib.compressobj()
-        for p in payloads:
-            frames.append(stream.compress(json.dumps(p).encode()) + stream.flush(zlib.Z_SYNC_FLUSH))
-    return frames
 
 
 # -- the three bots -----------------------------------------------------------------
@@ -356,13 +138,6 @@ async def tally_bot(folder: Path, database_url: str | None = None) -> tuple[comm
     return bot, db
 
 
-# Empties every table but the schema version (whatever tables this Tally's schema has).
-EMPTY_TABLES = (
-    "DO $$ BEGIN EXECUTE (SELECT 'TRUNCATE ' || string_agg(format('%I', tablename), ', ') || ' RESTART IDENTITY' "
-    "FROM pg_tables WHERE schemaname = current_schema() AND tablename <> 'tally_version'); END $$"
-)
-
-
 async def tutorial_bot(folder: Path) -> tuple[commands.Bot, object]:
     """The seed chapter's handler, as written there (with its 10 XP per message)."""
     path = folder / "database.db"
@@ -395,49 +170,7 @@ VARIANTS = {"a": ("bare discord.py", bare_bot), "b": ("Tally", tally_bot), "c": 
 ROUND_ORDER = "abdc"  # d (Tally on PostgreSQL) is added by main() when a server answers
 
 
-# -- a PostgreSQL database of the run's own --------------------------------------------
-
-
-def database_url(admin_url: str, name: str) -> str:
-    """``admin_url`` with its database name replaced by ``name``."""
-    parts = urllib.parse.urlsplit(admin_url)
-    return urllib.parse.urlunsplit(parts._replace(path="/" + name))
-
-
-async def create_database(admin_url: str, name: str) -> str | None:
-    """Create the database ``name`` on the server; its URL, or None (and one line) when no server answers."""
-    try:
-        admin = await asyncpg.connect(admin_url, timeout=5)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        print(f"(d) skipped: no PostgreSQL server answers at {describe(admin_url)} ({type(exc).__name__})")
-        return None
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return database_url(admin_url, name)
-
-
-async def drop_database(admin_url: str, name: str) -> None:
-    admin = await asyncpg.connect(admin_url, timeout=5)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
 # -- feeding and timing ---------------------------------------------------------------
-
-
-def event_tasks() -> list[asyncio.Task]:
-    return [t for t in asyncio.all_tasks() if t.get_name().startswith("discord.py:") and not t.done()]
-
-
-async def drain() -> None:
-    """Wait until every event handler discord.py scheduled has finished."""
-    while tasks := event_tasks():
-        await asyncio.wait(tasks)
 
 
 class StallMonitor:
@@ -461,15 +194,6 @@ class StallMonitor:
         await asyncio.gather(self._task, return_exceptions=True)
 
 
-def as_launched(bot: commands.Bot) -> int | None:
-    """For a sharded bot, what ``launch_shards`` sets once Discord recommends one shard; the shard ID."""
-    if not isinstance(bot, discord.AutoShardedClient):
-        return None
-    bot.shard_count = bot._connection.shard_count = 1
-    bot._connection.shard_ids = [0]
-    return 0
-
-
 async def run_variant(make, setup: list[bytes], frames: list[bytes]) -> tuple[float, float, int | None]:
     """Messages/s, worst stall and (for Tally) the flushes that wrote something, for one variant."""
     with tempfile.TemporaryDirectory() as folder:
@@ -478,13 +202,7 @@ async def run_variant(make, setup: list[bytes], frames: list[bytes]) -> tuple[fl
         try:
             await bot._async_setup_hook()
             await bot.setup_hook()
-            ws = DiscordWebSocket(None, loop=asyncio.get_running_loop())
-            ws.token = "bench"
-            ws._connection = bot._connection
-            ws._discord_parsers = bot._connection.parsers
-            ws._dispatch = bot.dispatch
-            ws.call_hooks = bot._connection.call_hooks
-            ws.shard_id = as_launched(bot)
+            ws = gateway(bot, as_launched(bot))
             for frame in setup:  # READY and every GUILD_CREATE, untimed
                 await ws.received_message(frame)
             await asyncio.wait_for(bot.wait_until_ready(), 30)  # after guild_ready_timeout: Tally's is 2 s
@@ -493,12 +211,7 @@ async def run_variant(make, setup: list[bytes], frames: list[bytes]) -> tuple[fl
             monitor = StallMonitor()
             monitor.start()
             start = time.perf_counter()
-            for i, frame in enumerate(frames):
-                await ws.received_message(frame)
-                await asyncio.sleep(0)  # a socket read yields to the loop between frames
-                if i % 256 == 255:
-                    await drain()
-            await drain()
+            await feed(ws, frames)
             if tally:
                 await bot.xp.flush()  # timed until everything is in the database
             elapsed = time.perf_counter() - start
@@ -553,7 +266,9 @@ async def main() -> None:
 
     variants = dict(VARIANTS)
     name = f"tally_bench_ingest_{os.getpid()}"
-    url = await create_database(POSTGRES_ADMIN_URL, name)
+    url = await create_database(
+        POSTGRES_ADMIN_URL, name, "(d) skipped: no PostgreSQL server answers at {server} ({error})"
+    )
     if url is not None:
         variants["d"] = ("Tally on PostgreSQL", functools.partial(tally_bot, database_url=url))
         print(f"(d) uses the database {name} on {describe(POSTGRES_ADMIN_URL).rsplit('/', 1)[0]}, dropped at the end")

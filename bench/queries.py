@@ -43,11 +43,9 @@ import inspect
 import os
 import platform
 import random
-import statistics
 import sys
 import tempfile
 import time
-import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,33 +53,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import asyncpg  # noqa: E402
+from common import EMPTY_TABLES, POSTGRES_ADMIN_URL, create_database, drop_database, p50_p99  # noqa: E402
 
 from db import Database, XpGain  # noqa: E402
 from levels import curve  # noqa: E402
 from storage.postgres import describe  # noqa: E402
 from xp import GuildBoard, XpTracker  # noqa: E402
 
-POSTGRES_ADMIN_URL = os.environ.get("TALLY_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 GUILD = 123456789012345678
 PAGE_SIZE = 10
 COIN_HOLDERS = 10_000  # members with a wallet (1,000 coins each), between whom the transfers run
-# Empties every table but the schema version (whatever tables this Tally's schema has).
-EMPTY_TABLES = (
-    "DO $$ BEGIN EXECUTE (SELECT 'TRUNCATE ' || string_agg(format('%I', tablename), ', ') || ' RESTART IDENTITY' "
-    "FROM pg_tables WHERE schemaname = current_schema() AND tablename <> 'tally_version'); END $$"
-)
 FLUSH_TARGET = 0.100  # seconds, a 10,000-member flush on PostgreSQL
 
 
 def percentiles(samples: list[float]) -> str:
     p50, p99 = p50_p99(samples)
     return f"p50 {p50 * 1000:8.3f} ms   p99 {p99 * 1000:8.3f} ms"
-
-
-def p50_p99(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
 @dataclass
@@ -110,38 +97,6 @@ async def alternating(figures: dict[str, Callable], repeat: int) -> dict[str, li
 
 def show(label: str, backends: list[Backend], samples: dict[str, list[float]]) -> None:
     print(f"  {label:<28}" + "     ".join(f"{percentiles(samples[b.label])}" for b in backends), flush=True)
-
-
-# -- a PostgreSQL database of the run's own --------------------------------------------
-
-
-def database_url(admin_url: str, name: str) -> str:
-    """``admin_url`` with its database name replaced by ``name``."""
-    parts = urllib.parse.urlsplit(admin_url)
-    return urllib.parse.urlunsplit(parts._replace(path="/" + name))
-
-
-async def create_database(admin_url: str, name: str) -> str | None:
-    """Create the database ``name`` on the server; its URL, or None (and one line) when no server answers."""
-    try:
-        admin = await asyncpg.connect(admin_url, timeout=5)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        print(f"PostgreSQL left out: no server answers at {describe(admin_url)} ({type(exc).__name__})")
-        return None
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return database_url(admin_url, name)
-
-
-async def drop_database(admin_url: str, name: str) -> None:
-    admin = await asyncpg.connect(admin_url, timeout=5)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 # -- filling and checking -----------------------------------------------------------------
@@ -346,7 +301,9 @@ async def main() -> None:
     )
     rng = random.Random(20261122)
     name = f"tally_bench_queries_{os.getpid()}"
-    postgres_url = await create_database(POSTGRES_ADMIN_URL, name)
+    postgres_url = await create_database(
+        POSTGRES_ADMIN_URL, name, "PostgreSQL left out: no server answers at {server} ({error})"
+    )
     if postgres_url is not None:
         print(
             f"PostgreSQL: the database {name} on {describe(POSTGRES_ADMIN_URL).rsplit('/', 1)[0]}, dropped at the end"

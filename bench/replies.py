@@ -82,6 +82,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import discord  # noqa: E402
+from common import (  # noqa: E402
+    BOT_ID,
+    STAMP,
+    as_launched,
+    channel_payload,
+    event_tasks,
+    gateway,
+    guild_create,
+    message_answer,
+    role_payload,
+)
 from discord import utils  # noqa: E402
 from discord.gateway import DiscordWebSocket, GatewayRatelimiter  # noqa: E402
 
@@ -196,7 +207,6 @@ def print_function_table(inputs: dict[str, str], samples: dict[tuple[str, str], 
 
 # -- part 2: the real bot, in process ---------------------------------------------------
 
-BOT_ID = 900000000000000001
 GUILD_ID = 100000000000000000
 OWNER_ID = 200000000000000001
 MODERATOR_ID = 200000000000000002
@@ -211,7 +221,6 @@ BOT_ROLE_ID = 500000000000000002
 VIEW_SEND_EMBED = (1 << 10) | (1 << 11) | (1 << 14) | (1 << 16)
 MANAGE_MESSAGES = 1 << 13
 CORRECTED_CASE = 1  # the case every !reason corrects
-STAMP = "2026-11-22T06:00:00.000000+00:00"
 
 # command -> (who sends it, the text with {arg}, {target}, {case} filled in, what the reply must start with)
 COMMANDS = {
@@ -260,7 +269,6 @@ def member_payload(user_id: int, name: str, roles: list[int], bot: bool = False)
 
 def setup_frames(targets: int) -> list[str]:
     """READY and one GUILD_CREATE: owner, moderator, member, Tally, the targets and some filler."""
-    role = {"color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0}
     members = [
         member_payload(OWNER_ID, "owner", []),
         member_payload(MODERATOR_ID, "moderator", [MOD_ROLE_ID]),
@@ -278,57 +286,28 @@ def setup_frames(targets: int) -> list[str]:
             "user": user_payload(BOT_ID, "Tally", bot=True),
             "guilds": [{"id": str(GUILD_ID), "unavailable": True}],
             "session_id": "bench",
+            "shard": [0, 1],  # what Discord sends a sharded IDENTIFY
             "resume_gateway_url": "wss://gateway.invalid",
             "application": {"id": str(BOT_ID), "flags": 0},
             "private_channels": [],
             "relationships": [],
         },
     }
-    guild = {
-        "op": 0,
-        "t": "GUILD_CREATE",
-        "s": 2,
-        "d": {
-            "id": str(GUILD_ID),
-            "name": "Bench Server",
-            "owner_id": str(OWNER_ID),
-            "roles": [
-                {"id": str(GUILD_ID), "name": "@everyone", "permissions": str(VIEW_SEND_EMBED), "position": 0, **role},
-                {
-                    "id": str(MOD_ROLE_ID),
-                    "name": "Moderators",
-                    "permissions": str(MANAGE_MESSAGES),
-                    "position": 1,
-                    **role,
-                },
-                {"id": str(BOT_ROLE_ID), "name": "Tally", "permissions": "0", "position": 2, **role},
-            ],
-            "emojis": [],
-            "stickers": [],
-            "features": [],
-            "large": False,
-            "unavailable": False,
-            "member_count": len(members),
-            "members": members,
-            "channels": [
-                {"id": str(CHANNEL_ID), "type": 0, "name": "general", "position": 0, "permission_overwrites": []},
-                {
-                    "id": str(MODLOG_CHANNEL_ID),
-                    "type": 0,
-                    "name": "mod-log",
-                    "position": 1,
-                    "permission_overwrites": [],
-                },
-            ],
-            "threads": [],
-            "presences": [],
-            "voice_states": [],
-            "stage_instances": [],
-            "guild_scheduled_events": [],
-            "premium_tier": 0,
-            "joined_at": "2024-01-01T00:00:00+00:00",
-        },
-    }
+    guild = guild_create(
+        2,
+        GUILD_ID,
+        "Bench Server",
+        OWNER_ID,
+        roles=[
+            role_payload(GUILD_ID, "@everyone", VIEW_SEND_EMBED, 0),
+            role_payload(MOD_ROLE_ID, "Moderators", MANAGE_MESSAGES, 1),
+            role_payload(BOT_ROLE_ID, "Tally", 0, 2),
+        ],
+        members=members,
+        member_count=len(members),
+        channels=[channel_payload(CHANNEL_ID, "general", 0), channel_payload(MODLOG_CHANNEL_ID, "mod-log", 1)],
+        large=False,
+    )
     return [json.dumps(ready), json.dumps(guild)]
 
 
@@ -402,24 +381,8 @@ class FakeDiscord:
             self.own_time += time.thread_time() - start
 
     def _message(self, channel_id: int, body: dict) -> dict:
-        return {
-            "id": str(next(self._ids)),
-            "channel_id": str(channel_id),
-            "author": user_payload(BOT_ID, "Tally", bot=True),
-            "content": body.get("content") or "",
-            "embeds": body.get("embeds") or [],
-            "timestamp": STAMP,
-            "edited_timestamp": None,
-            "tts": False,
-            "mention_everyone": False,
-            "mentions": [],
-            "mention_roles": [],
-            "attachments": [],
-            "pinned": False,
-            "type": 0,
-            "flags": 0,
-            "components": [],
-        }
+        author = user_payload(BOT_ID, "Tally", bot=True)
+        return message_answer(next(self._ids), channel_id, author, body.get("content") or "", body.get("embeds") or [])
 
     def _check_limits(self, body: dict) -> None:
         content = body.get("content") or ""
@@ -475,16 +438,12 @@ class Harness:
         self.bot = bot = Tally(settings, db)
         await bot._async_setup_hook()
         await bot.setup_hook()
-        self.ws = ws = DiscordWebSocket(None, loop=asyncio.get_running_loop())
+        # What launch_shards sets once Discord recommends one shard: shard 0,
+        # whose gateway the member searches go through.
+        self.ws = ws = gateway(bot, as_launched(bot))
+        bot._connection._get_websocket = lambda guild_id=None, *, shard_id=None: ws
         self.discord = FakeDiscord(ws)
         ws.socket = self.discord
-        ws.token = "bench"
-        ws._connection = bot._connection
-        ws._discord_parsers = bot._connection.parsers
-        ws._dispatch = bot.dispatch
-        ws.call_hooks = bot._connection.call_hooks
-        ws.shard_id = None
-        bot.ws = ws  # the gateway the member searches go through
         bot.http.request = self.discord.request
         for frame in setup_frames(len(self.inputs)):
             await ws.received_message(frame)
@@ -537,9 +496,7 @@ class Harness:
 
     async def drain(self) -> None:
         """Wait until every handler discord.py started, and every frame Discord owes, is done."""
-        while tasks := [
-            t for t in asyncio.all_tasks() if t.get_name().startswith("discord.py:") and not t.done()
-        ] + list(self.discord.deliveries):
+        while tasks := event_tasks() + list(self.discord.deliveries):
             await asyncio.wait(tasks)
 
     async def send(self, frame: str) -> float:

@@ -71,7 +71,6 @@ import sys
 import tempfile
 import time
 import urllib.parse
-import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,67 +78,30 @@ sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
 import discord  # noqa: E402
+from common import (  # noqa: E402
+    EMPTY_TABLES,
+    POSTGRES_ADMIN_URL,
+    bot_user,
+    compress,
+    create_database,
+    drain,
+    drop_database,
+    feed,
+    gateway,
+    message_answer,
+    messages,
+    random_guild,
+    ready_and_guilds,
+)
 from discord import utils  # noqa: E402
-from discord.gateway import DiscordWebSocket  # noqa: E402
 
 from bot import Tally  # noqa: E402
 from config import load_settings  # noqa: E402
 from db import Database  # noqa: E402
-from storage.postgres import describe  # noqa: E402
 
-POSTGRES_ADMIN_URL = os.environ.get("TALLY_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 SHARDS = 2
 PAIRS = 25  # guilds per shard
 SEED = 20261122
-BOT_ID = 900000000000000001
-# Empties every table but the schema version (whatever tables this Tally's schema has).
-EMPTY_TABLES = (
-    "DO $$ BEGIN EXECUTE (SELECT 'TRUNCATE ' || string_agg(format('%I', tablename), ', ') || ' RESTART IDENTITY' "
-    "FROM pg_tables WHERE schemaname = current_schema() AND tablename <> 'tally_version'); END $$"
-)
-WORDS = [
-    "the",
-    "a",
-    "to",
-    "and",
-    "of",
-    "you",
-    "i",
-    "it",
-    "is",
-    "that",
-    "in",
-    "this",
-    "for",
-    "on",
-    "gg",
-    "lol",
-    "yes",
-    "no",
-    "what",
-    "when",
-    "how",
-    "have",
-    "just",
-    "my",
-    "we",
-    "game",
-    "raid",
-    "tonight",
-    "anyone",
-    "patch",
-    "build",
-    "stream",
-    "meme",
-    "cat",
-    "dog",
-    "coffee",
-    "work",
-    "school",
-    "server",
-    "level",
-    "rank",
-]
 CPU_TARGET = 0.10  # each of 2 processes within 10 % of one process's CPU per message
 DATABASE_SHARE_TARGET = 0.05  # the database's CPU per message under 5 % of a bot process's
 
@@ -158,181 +120,13 @@ def build_world() -> list[dict]:
             timestamp = 300_000_000_000 + SHARDS * pair + shard  # the bits above 22 decide the shard
             guild_id = (timestamp << 22) | rng.getrandbits(22)
             assert (guild_id >> 22) % SHARDS == shard
-            guilds.append(
-                {
-                    "id": guild_id,
-                    "shard": shard,
-                    "channels": [snowflake(rng) for _ in range(channels)],
-                    "roles": [snowflake(rng) for _ in range(8)],
-                    "members": [snowflake(rng) for _ in range(members)],
-                    "activity": 1.0 / (pair + 1) ** 0.8,  # a few busy servers, a long quiet tail
-                }
-            )
+            # a few busy servers, a long quiet tail
+            guild = random_guild(rng, guild_id, channels, members, 1.0 / (pair + 1) ** 0.8)
+            guilds.append({**guild, "shard": shard})
     return guilds
 
 
-def snowflake(rng: random.Random) -> int:
-    return rng.randrange(10**17, 10**18 * 9)
-
-
-def user_payload(user_id: int, rng: random.Random) -> dict:
-    name = f"member_{user_id % 1000003}"
-    return {
-        "username": name,
-        "public_flags": 0,
-        "id": str(user_id),
-        "global_name": name.title(),
-        "discriminator": "0",
-        "clan": None,
-        "primary_guild": None,
-        "avatar_decoration_data": None,
-        "avatar": f"{rng.getrandbits(128):032x}",
-    }
-
-
-def ready_and_guilds(world: list[dict], shard: int, rng: random.Random) -> list[dict]:
-    """READY for ``shard`` (as Discord sends a sharded IDENTIFY) and a GUILD_CREATE per guild of it."""
-    role = {"color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0}
-    payloads = [
-        {
-            "op": 0,
-            "t": "READY",
-            "s": 1,
-            "d": {
-                "v": 10,
-                "user": {"id": str(BOT_ID), "username": "Tally", "discriminator": "0", "avatar": None, "bot": True},
-                "guilds": [{"id": str(g["id"]), "unavailable": True} for g in world],
-                "session_id": f"bench-{shard}",
-                "resume_gateway_url": "wss://gateway.invalid",
-                "application": {"id": str(BOT_ID), "flags": 0},
-                "private_channels": [],
-                "relationships": [],
-                "shard": [shard, SHARDS],
-            },
-        }
-    ]
-    for g in world:
-        roles = [{"id": str(g["id"]), "name": "@everyone", "permissions": "3072", "position": 0, **role}]
-        roles += [
-            {"id": str(r), "name": f"role{i}", "permissions": "0", "position": i + 1, **role}
-            for i, r in enumerate(g["roles"])
-        ]
-        member = {"roles": [], "joined_at": "2024-01-01T00:00:00+00:00", "deaf": False, "mute": False, "flags": 0}
-        payloads.append(
-            {
-                "op": 0,
-                "t": "GUILD_CREATE",
-                "s": len(payloads) + 1,
-                "d": {
-                    "id": str(g["id"]),
-                    "name": f"Server {g['id']}",
-                    "owner_id": str(g["members"][0]),
-                    "roles": roles,
-                    "emojis": [],
-                    "stickers": [],
-                    "features": [],
-                    "large": True,
-                    "unavailable": False,
-                    "member_count": len(g["members"]),
-                    # Discord sends only some members of a large guild
-                    "members": [{"user": user_payload(m, rng), **member} for m in g["members"][:250]],
-                    "channels": [
-                        {"id": str(c), "type": 0, "name": f"chan{i}", "position": i, "permission_overwrites": []}
-                        for i, c in enumerate(g["channels"])
-                    ],
-                    "threads": [],
-                    "presences": [],
-                    "voice_states": [],
-                    "stage_instances": [],
-                    "guild_scheduled_events": [],
-                    "premium_tier": 0,
-                    "joined_at": "2024-01-01T00:00:00+00:00",
-                },
-            }
-        )
-    return payloads
-
-
-def messages(world: list[dict], count: int, rng: random.Random, first_seq: int) -> list[dict]:
-    guild_weights = list(itertools.accumulate(g["activity"] for g in world))
-    member_weights = {
-        g["id"]: list(itertools.accumulate(1.0 / (k + 1) ** 1.1 for k in range(len(g["members"])))) for g in world
-    }
-    payloads = []
-    for i in range(count):
-        g = rng.choices(world, cum_weights=guild_weights)[0]
-        author = rng.choices(g["members"], cum_weights=member_weights[g["id"]])[0]
-        payloads.append(
-            {
-                "op": 0,
-                "t": "MESSAGE_CREATE",
-                "s": first_seq + i,
-                "d": {
-                    "type": 0,
-                    "tts": False,
-                    "timestamp": "2026-11-22T06:00:00.000000+00:00",
-                    "pinned": False,
-                    "nonce": str(snowflake(rng)),
-                    "mentions": [],
-                    "mention_roles": [],
-                    "mention_everyone": False,
-                    "member": {
-                        "roles": [str(r) for r in rng.sample(g["roles"], 2)],
-                        "premium_since": None,
-                        "pending": False,
-                        "nick": None,
-                        "mute": False,
-                        "joined_at": "2024-05-01T12:00:00.000000+00:00",
-                        "flags": 0,
-                        "deaf": False,
-                        "communication_disabled_until": None,
-                        "banner": None,
-                        "avatar": None,
-                    },
-                    "id": str(snowflake(rng)),
-                    "flags": 0,
-                    "embeds": [],
-                    "edited_timestamp": None,
-                    "content": " ".join(rng.choices(WORDS, k=rng.randrange(4, 45))),
-                    "components": [],
-                    "channel_id": str(rng.choice(g["channels"])),
-                    "author": user_payload(author, rng),
-                    "attachments": [],
-                    "guild_id": str(g["id"]),
-                },
-            }
-        )
-    return payloads
-
-
-def compress(payloads: list[dict]) -> list[bytes]:
-    """One compressed stream (each shard has its own connection), framed as Discord frames it."""
-    kind = utils._ActiveDecompressionContext.COMPRESSION_TYPE
-    frames = []
-    if kind == "zstd-stream":
-        import zstandard
-
-        stream = zstandard.ZstdCompressor().compressobj()
-        for p in payloads:
-            frames.append(stream.compress(json.dumps(p).encode()) + stream.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
-    else:
-        stream = zlib.compressobj()
-        for p in payloads:
-            frames.append(stream.compress(json.dumps(p).encode()) + stream.flush(zlib.Z_SYNC_FLUSH))
-    return frames
-
-
 # -- one shard process (--driver) ---------------------------------------------------------
-
-
-def event_tasks() -> list[asyncio.Task]:
-    return [t for t in asyncio.all_tasks() if t.get_name().startswith("discord.py:") and not t.done()]
-
-
-async def drain() -> None:
-    """Wait until every event handler discord.py scheduled has finished."""
-    while tasks := event_tasks():
-        await asyncio.wait(tasks)
 
 
 def tell(**fields) -> None:
@@ -358,31 +152,14 @@ class RestStandIn:
         if not (route.method == "POST" and route.path == "/channels/{channel_id}/messages"):
             raise AssertionError(f"the bench does not answer {route.method} {route.path}")
         self.posts += 1
-        return {
-            "id": str(next(self._ids)),
-            "channel_id": str(route.channel_id),
-            "author": {"id": str(BOT_ID), "username": "Tally", "discriminator": "0", "avatar": None, "bot": True},
-            "content": body.get("content") or "",
-            "embeds": [],
-            "timestamp": "2026-11-22T06:00:00.000000+00:00",
-            "edited_timestamp": None,
-            "tts": False,
-            "mention_everyone": False,
-            "mentions": [],
-            "mention_roles": [],
-            "attachments": [],
-            "pinned": False,
-            "type": 0,
-            "flags": 0,
-            "components": [],
-        }
+        return message_answer(next(self._ids), route.channel_id, bot_user(), body.get("content") or "", [])
 
 
 async def drive(shard: int, count: int, database_url: str) -> None:
     """Build this shard's frames and bot, say ready, run on "go", report, close on "quit"."""
     world = [g for g in build_world() if g["shard"] == shard]
     rng = random.Random(SEED * 10 + shard)  # each shard its own messages, the same in every run
-    setup_payloads = ready_and_guilds(world, shard, rng)
+    setup_payloads = ready_and_guilds(world, rng, shard=(shard, SHARDS), session_id=f"bench-{shard}")
     all_frames = compress(setup_payloads + messages(world, count, rng, len(setup_payloads) + 1))
     setup, frames = all_frames[: len(setup_payloads)], all_frames[len(setup_payloads) :]
 
@@ -414,13 +191,7 @@ async def drive(shard: int, count: int, database_url: str) -> None:
             # what launch_shards sets before it connects this process's shards
             bot._connection.shard_count = settings.shard_count
             bot._connection.shard_ids = list(settings.shard_ids)
-            ws = DiscordWebSocket(None, loop=asyncio.get_running_loop())
-            ws.token = "bench"
-            ws._connection = bot._connection
-            ws._discord_parsers = bot._connection.parsers
-            ws._dispatch = bot.dispatch
-            ws.call_hooks = bot._connection.call_hooks
-            ws.shard_id = shard
+            ws = gateway(bot, shard)
             for frame in setup:  # READY and every GUILD_CREATE, untimed
                 await ws.received_message(frame)
             await asyncio.wait_for(bot.wait_until_ready(), 30)
@@ -437,12 +208,7 @@ async def drive(shard: int, count: int, database_url: str) -> None:
                 return
 
             cpu, start = time.process_time(), time.perf_counter()
-            for i, frame in enumerate(frames):
-                await ws.received_message(frame)
-                await asyncio.sleep(0)  # a socket read yields to the loop between frames
-                if i % 256 == 255:
-                    await drain()
-            await drain()
+            await feed(ws, frames)
             await bot.xp.flush()  # timed until everything is in the database
             elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
             assert bot.xp.pending_count == 0
@@ -455,12 +221,6 @@ async def drive(shard: int, count: int, database_url: str) -> None:
 
 
 # -- the parent: rounds, layouts, the server's CPU --------------------------------------------
-
-
-def database_url(admin_url: str, name: str) -> str:
-    """``admin_url`` with its database name replaced by ``name``."""
-    parts = urllib.parse.urlsplit(admin_url)
-    return urllib.parse.urlunsplit(parts._replace(path="/" + name))
 
 
 def proc_cpu(pid: int) -> float | None:
@@ -564,33 +324,30 @@ async def main() -> None:
     if args.quick:
         args.rounds, args.messages = 2, 5_000
 
-    try:
-        admin = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        print(f"no PostgreSQL server answers at {describe(POSTGRES_ADMIN_URL)} ({type(exc).__name__}); nothing to run")
-        return
     name = f"tally_bench_shards_{os.getpid()}"
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = database_url(POSTGRES_ADMIN_URL, name)
+    url = await create_database(
+        POSTGRES_ADMIN_URL, name, "no PostgreSQL server answers at {server} ({error}); nothing to run"
+    )
+    if url is None:
+        return
     world = build_world()
-    print(
-        f"Python {platform.python_version()}, discord.py {discord.__version__}, {platform.machine()}, "
-        f"{platform.system()}, {os.cpu_count()} CPUs; PostgreSQL {admin.get_server_version().major}"
-    )
-    print(
-        f"{args.messages:,} messages per process per run; {len(world)} guilds, {PAIRS} per shard, "
-        f"{sum(len(g['members']) for g in world):,} members; XP cooldown 0, a flush every second; "
-        f"the database {name}, dropped at the end"
-    )
     layouts = {"shard 0 alone": [0], "shard 1 alone": [1], "2 processes": [0, 1]}
     runs: dict[str, list[dict]] = {layout: [] for layout in layouts}
     try:
         await (await Database.open(url)).close()  # the schema, created once before the shards start
         conn = await asyncpg.connect(url)
-        if proc_cpu(await conn.fetchval("SELECT pg_backend_pid()")) is None:
-            print("(c) cannot be measured: the server's processes are not visible in /proc here")
         try:
+            print(
+                f"Python {platform.python_version()}, discord.py {discord.__version__}, {platform.machine()}, "
+                f"{platform.system()}, {os.cpu_count()} CPUs; PostgreSQL {conn.get_server_version().major}"
+            )
+            print(
+                f"{args.messages:,} messages per process per run; {len(world)} guilds, {PAIRS} per shard, "
+                f"{sum(len(g['members']) for g in world):,} members; XP cooldown 0, a flush every second; "
+                f"the database {name}, dropped at the end"
+            )
+            if proc_cpu(await conn.fetchval("SELECT pg_backend_pid()")) is None:
+                print("(c) cannot be measured: the server's processes are not visible in /proc here")
             for round_ in range(1, args.rounds + 1):
                 order = list(layouts)[round_ % 3 :] + list(layouts)[: round_ % 3]  # a rotating order
                 for layout in order:
@@ -600,8 +357,7 @@ async def main() -> None:
         finally:
             await conn.close()
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await drop_database(POSTGRES_ADMIN_URL, name)
     summary(runs, args.rounds)
 
 

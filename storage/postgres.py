@@ -142,6 +142,11 @@ def _refusal(url: str, exc: BaseException) -> DatabaseRefused:
             f"DATABASE_URL: the server refused user {parts.username!r} ({exc.args[0] if exc.args else 'no reason'}); "
             "create the role or fix the URL"
         )
+    if isinstance(exc, asyncpg.ReadOnlySQLTransactionError):
+        return DatabaseRefused(
+            f"DATABASE_URL: the database at {where} is read-only (a standby server, or "
+            "default_transaction_read_only); point DATABASE_URL at the primary, or make the database writable"
+        )
     if isinstance(exc, UNAVAILABLE):
         reason = getattr(exc, "strerror", None) or type(exc).__name__
         return DatabaseRefused(

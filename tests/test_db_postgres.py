@@ -60,6 +60,15 @@ async def test_an_unknown_user_is_refused(storage):
     assert "secret" not in str(refused.value)
 
 
+async def test_a_read_only_database_is_refused_saying_so(storage):
+    conn = await raw(storage)
+    name = await conn.fetchval("SELECT current_database()")
+    await conn.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    await conn.close()
+    with pytest.raises(DatabaseRefused, match="DATABASE_URL: the database at .* is read-only .*point DATABASE_URL"):
+        await storage.open()
+
+
 async def test_a_postgres_scheme_url_is_the_same_as_postgresql(storage):
     db = await Database.open(storage.url.replace("postgresql://", "postgres://", 1))
     try:
