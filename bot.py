@@ -13,6 +13,7 @@ import asyncio
 import functools
 import logging
 import math
+import random
 import signal
 import sys
 from pathlib import Path
@@ -23,15 +24,16 @@ from dotenv import load_dotenv
 
 import levels
 from chat import YOU, Page, TallyContext, only_pages, plain, safe_send
-from config import ConfigError, Settings, database_target, load_settings, prefix_problem
+from config import ConfigError, Settings, database_target, load_settings
 from db import Database, DatabaseBusy, DatabaseRefused, DatabaseUnavailable
+from server_settings import ServerSettings, ServerSettingsCache, SettingRefused, render
 from storage.copy import copy_data
 from xp import XpTracker
 
 log = logging.getLogger("tally")
 
 PAGE_SIZE = 10
-EXTENSIONS = ("economy", "moderation")  # modules beside bot.py, each a cog with its commands
+EXTENSIONS = ("economy", "moderation", "admin")  # modules beside bot.py, each a cog with its commands
 EMBED_COLOUR = discord.Colour.blurple()
 TIE_RULE = "ties go to the lower user ID (the older Discord account)"
 
@@ -75,19 +77,19 @@ class Tally(commands.AutoShardedBot):
         )
         self.settings = settings
         self.db = db
-        self.curve = levels.curve(settings.level_curve)
+        self.server_settings = ServerSettingsCache(db, settings)  # each server's, in memory
+        self._curves = {name: levels.curve(name) for name in levels.CURVE_NAMES}
         self.xp = XpTracker(
             db,
             xp_per_message=settings.xp_per_message,
             cooldown_seconds=settings.xp_cooldown_seconds,
             flush_seconds=settings.xp_flush_seconds,
         )
-        self.guild_prefixes: dict[int, str] = {}
         self._shutdown: asyncio.Task[None] | None = None
         self.unsaved_at_shutdown = 0  # members whose pending XP the database would not take at shutdown
 
     async def setup_hook(self) -> None:
-        self.guild_prefixes = await self.db.prefixes()
+        await self.server_settings.load()
         await self.add_cog(Leveling(self))
         for extension in EXTENSIONS:
             try:
@@ -104,10 +106,15 @@ class Tally(commands.AutoShardedBot):
     def _mention_prefixes(self) -> tuple[str, str]:
         return f"<@{self.user.id}> ", f"<@!{self.user.id}> "  # the user is known once logged in
 
+    def settings_of(self, guild: discord.Guild | None) -> ServerSettings:
+        """The server's settings, from memory (the defaults in DMs)."""
+        return self.server_settings.of(guild.id if guild is not None else None)
+
     def prefix_of(self, guild: discord.Guild | None) -> str:
-        if guild is None:
-            return self.settings.default_prefix
-        return self.guild_prefixes.get(guild.id, self.settings.default_prefix)
+        return self.settings_of(guild).prefix
+
+    def curve_of(self, guild: discord.Guild) -> levels.Curve:
+        return self._curves[self.settings_of(guild).curve]
 
     async def on_message(self, message: discord.Message) -> None:
         """Run a command, or else count the message as chat that may earn XP.
@@ -125,24 +132,45 @@ class Tally(commands.AutoShardedBot):
             await self.award_xp(message)
 
     async def award_xp(self, message: discord.Message) -> None:
-        """Give the author XP (unless on cooldown) and announce a new level."""
-        gain = await self.xp.award(message.guild.id, message.author.id, message.author.display_name)
+        """Give the author XP (unless on cooldown) as the server's settings say, and announce a new level."""
+        server = self.settings_of(message.guild)
+        amount = server.xp_min if server.xp_min == server.xp_max else random.randint(server.xp_min, server.xp_max)
+        author = message.author
+        gain = await self.xp.award(message.guild.id, author.id, author.display_name, amount, server.cooldown)
         if gain is None:
             return
         before, after = gain
-        old_level, new_level = self.curve.level_for(before), self.curve.level_for(after)
+        curve = self._curves[server.curve]
+        old_level, new_level = curve.level_for(before), curve.level_for(after)
         if new_level <= old_level:
             return
-        text = f"{message.author.mention} reached level {new_level}!"
-        if reward := self.settings.coins_per_level * (new_level - old_level):
+        reward = self.settings.coins_per_level * (new_level - old_level)
+        if reward:
             # queued with the XP that earned them: as durable as that XP, even while the database is busy
-            self.xp.add_coins(message.guild.id, message.author.id, message.author.display_name, reward)
-            text += f" (+{reward:,} coins)"
-        await safe_send(
-            message.channel,
-            text,
-            allowed_mentions=discord.AllowedMentions(users=[message.author]),  # the one ping Tally makes
+            self.xp.add_coins(message.guild.id, author.id, author.display_name, reward)
+        if server.levelup == "off":
+            return
+        board = await self.xp.board(message.guild.id)
+        text = render(
+            server.levelup_message, author, message.guild, old_level, new_level, after, board.rank_of(author.id)
         )
+        if reward:
+            text += f" (+{reward:,} coins)"
+        await self.announce(message, server, text)
+
+    async def announce(self, message: discord.Message, server: ServerSettings, text: str) -> None:
+        """Post a level-up where the server wants it; only the member is ever pinged."""
+        ping = discord.AllowedMentions(users=[message.author])  # the one ping Tally makes
+        if server.levelup == "dm":
+            try:
+                await message.author.send(text, allowed_mentions=ping)
+            except discord.HTTPException:  # DMs closed (50007): the announcement is skipped, never an error
+                log.debug("could not DM a level-up to user %s", message.author.id)
+            return
+        channel = message.channel
+        if server.levelup == "channel":
+            channel = message.guild.get_channel(server.levelup_channel) or channel  # a deleted channel: here
+        await safe_send(channel, text, allowed_mentions=ping)
 
     async def on_ready(self) -> None:
         per_shard = {shard_id: 0 for shard_id in self.shards}
@@ -288,7 +316,7 @@ class Leveling(commands.Cog):
             who = "You haven't" if member == ctx.author else f"{plain(member.display_name)} hasn't"
             await ctx.send(f"{who} earned any XP in this server yet. Chatting earns XP.")
             return
-        progress = self.bot.curve.progress(board.xp_of(member.id))
+        progress = self.bot.curve_of(ctx.guild).progress(board.xp_of(member.id))
         embed = discord.Embed(title=f"{member.display_name}", colour=EMBED_COLOUR)
         embed.set_thumbnail(url=member.display_avatar.url)
         embed.add_field(name="Level", value=f"{progress.level:,}")
@@ -320,8 +348,9 @@ class Leveling(commands.Cog):
         start = (page - 1) * PAGE_SIZE
         rows = board.page(start, PAGE_SIZE)
         names = await self._names(ctx.guild, [user_id for user_id, _ in rows])
+        curve = self.bot.curve_of(ctx.guild)
         lines = [
-            f"**#{start + i:,}** {plain(names[user_id], 40)} · level {self.bot.curve.level_for(xp):,} · {xp:,} XP"
+            f"**#{start + i:,}** {plain(names[user_id], 40)} · level {curve.level_for(xp):,} · {xp:,} XP"
             for i, (user_id, xp) in enumerate(rows, start=1)
         ]
         embed = discord.Embed(title=f"Leaderboard: {ctx.guild.name}", description="\n".join(lines), colour=EMBED_COLOUR)
@@ -366,16 +395,14 @@ class Leveling(commands.Cog):
         if not ctx.author.guild_permissions.manage_guild:
             raise commands.MissingPermissions(["manage_guild"])
         if new.lower() == "reset":
-            await self.bot.db.reset_prefix(ctx.guild.id)
-            self.bot.guild_prefixes.pop(ctx.guild.id, None)
+            await self.bot.server_settings.reset(ctx.guild.id, "prefix")
             await ctx.send(f"Prefix reset to `{self.bot.settings.default_prefix}`.")
             return
-        problem = prefix_problem(new)
-        if problem:
-            await ctx.send(f"That prefix won't work: {problem}.")
+        try:
+            await self.bot.server_settings.set(ctx.guild.id, "prefix", new)
+        except SettingRefused as refused:
+            await ctx.send(f"That prefix won't work: {refused}.")
             return
-        await self.bot.db.set_prefix(ctx.guild.id, new)
-        self.bot.guild_prefixes[ctx.guild.id] = new
         await ctx.send(f"Prefix set to `{new}`: try `{new}level`. Mentioning me always works too.")
 
 

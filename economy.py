@@ -49,7 +49,7 @@ class Economy(commands.Cog):
     async def profile(self, ctx: commands.Context, *, member: discord.Member = YOU) -> None:
         """Show a member's level, XP, rank, coins, and when they arrived."""
         board = await self.bot.xp.board(ctx.guild.id)
-        progress = self.bot.curve.progress(board.xp_of(member.id))
+        progress = self.bot.curve_of(ctx.guild).progress(board.xp_of(member.id))
         rank = board.rank_of(member.id)
         first_seen = await self.db.first_seen(ctx.guild.id, member.id)
         embed = discord.Embed(title=member.display_name, colour=COLOUR)

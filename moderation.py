@@ -92,7 +92,7 @@ class Moderation(commands.Cog):
         case = await self.db.open_case(
             ctx.guild.id, action, target.id, target.display_name, ctx.author.id, reason[:MAX_REASON] if reason else None
         )
-        channel_id = await self.db.modlog_channel(ctx.guild.id)
+        channel_id = self.bot.settings_of(ctx.guild).modlog
         channel = ctx.guild.get_channel(channel_id) if channel_id else None
         if channel is not None:
             await safe_send(channel, embed=case_embed(case, plain(ctx.author.display_name)))
@@ -220,10 +220,10 @@ class Moderation(commands.Cog):
     async def modlogchannel(self, ctx: commands.Context, channel: discord.TextChannel | Literal["off"]) -> None:
         """Post every new case in a channel, or `off` (Manage Server)."""
         if channel == "off":
-            await self.db.set_modlog_channel(ctx.guild.id, None)
+            await self.bot.server_settings.reset(ctx.guild.id, "modlog")
             await ctx.send("New cases will no longer be posted in a channel.")
             return
-        await self.db.set_modlog_channel(ctx.guild.id, channel.id)
+        await self.bot.server_settings.set(ctx.guild.id, "modlog", str(channel.id))
         await ctx.send(f"New cases will be posted in {channel.mention}.")
 
 

@@ -13,11 +13,14 @@
 
 BEGIN;
 
--- Settings a guild changed from the defaults in .env. A guild without a row
--- uses the defaults.
+-- The settings a guild changed from the defaults in .env, one row each: the
+-- setting's name (as !settings shows it) and its value as text, which
+-- server_settings.py reads and checks. A guild without rows uses the defaults.
 CREATE TABLE guild_settings (
-    guild_id INTEGER PRIMARY KEY,
-    prefix   TEXT    NOT NULL CHECK (length(prefix) BETWEEN 1 AND 5)
+    guild_id INTEGER NOT NULL,
+    name     TEXT    NOT NULL,
+    value    TEXT    NOT NULL,
+    PRIMARY KEY (guild_id, name)
 );
 
 -- One row per member who has earned XP in a guild.
@@ -93,12 +96,6 @@ CREATE TABLE case_reasons (
 );
 CREATE INDEX case_reasons_by_case ON case_reasons (guild_id, number);
 
--- Where each guild's new cases are also posted (!modlogchannel).
-CREATE TABLE modlog_channels (
-    guild_id   INTEGER PRIMARY KEY,
-    channel_id INTEGER NOT NULL
-);
-
-PRAGMA user_version = 2;
+PRAGMA user_version = 3;
 
 COMMIT;

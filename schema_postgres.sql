@@ -15,13 +15,16 @@
 CREATE TABLE tally_version (
     version INTEGER NOT NULL
 );
-INSERT INTO tally_version (version) VALUES (2);
+INSERT INTO tally_version (version) VALUES (3);
 
--- Settings a guild changed from the defaults in .env. A guild without a row
--- uses the defaults.
+-- The settings a guild changed from the defaults in .env, one row each: the
+-- setting's name (as !settings shows it) and its value as text, which
+-- server_settings.py reads and checks. A guild without rows uses the defaults.
 CREATE TABLE guild_settings (
-    guild_id BIGINT PRIMARY KEY,
-    prefix   TEXT   NOT NULL CHECK (length(prefix) BETWEEN 1 AND 5)
+    guild_id BIGINT NOT NULL,
+    name     TEXT   NOT NULL,
+    value    TEXT   NOT NULL,
+    PRIMARY KEY (guild_id, name)
 );
 
 -- One row per member who has earned XP in a guild.
@@ -101,8 +104,3 @@ CREATE TABLE tally_flushes (
     id BIGINT PRIMARY KEY
 );
 
--- Where each guild's new cases are also posted (!modlogchannel).
-CREATE TABLE modlog_channels (
-    guild_id   BIGINT PRIMARY KEY,
-    channel_id BIGINT NOT NULL
-);

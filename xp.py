@@ -107,8 +107,8 @@ class _Guild:
         # stored XP once it was read: enough to tell every early award its totals.
         self.early: dict[int, int] = {}
         self.early_base: dict[int, int] = {}
-        # user -> when their cooldown ends, in expiry order (renewing re-inserts),
-        # so pruning stops at the first live entry.
+        # user -> when their cooldown ends, in expiry order (renewing re-inserts; a server that shortens
+        # its cooldown only delays pruning of the older entries), so pruning stops at the first live entry.
         self.cooldowns: dict[int, float] = {}
         self.pending: dict[int, int] = {}  # user -> XP not yet written
         self.coins: dict[int, int] = {}  # user -> level-up coins not yet written
@@ -203,8 +203,13 @@ class XpTracker:
             await asyncio.wait_for(guild.loaded.wait(), timeout)
         return guild.board
 
-    async def award(self, guild_id: int, user_id: int, name: str) -> tuple[int, int] | None:
+    async def award(
+        self, guild_id: int, user_id: int, name: str, amount: int | None = None, cooldown: float | None = None
+    ) -> tuple[int, int] | None:
         """Give a chatting member XP unless they are on cooldown.
+
+        ``amount`` and ``cooldown`` are the server's (its settings); without
+        them, the tracker's defaults.
 
         Everything is recorded at once, in memory and in message order; only
         the totals returned (XP before and after, or None on cooldown) wait
@@ -216,10 +221,11 @@ class XpTracker:
         cooldowns = guild.cooldowns
         if cooldowns.get(user_id, 0.0) > now:
             return None
-        if self.cooldown_seconds:
+        cooldown = self.cooldown_seconds if cooldown is None else cooldown
+        if cooldown:
             cooldowns.pop(user_id, None)
-            cooldowns[user_id] = now + self.cooldown_seconds
-        amount = self.xp_per_message
+            cooldowns[user_id] = now + cooldown
+        amount = self.xp_per_message if amount is None else amount
         guild.pending[user_id] = guild.pending.get(user_id, 0) + amount
         guild.names[user_id] = name
         if guild.board is not None:

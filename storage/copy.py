@@ -36,10 +36,11 @@ TABLES = (
     Table(
         "guild_settings",
         "SELECT COUNT(*) FROM guild_settings",
-        "SELECT guild_id, prefix FROM guild_settings ORDER BY guild_id LIMIT $1",
-        "SELECT guild_id, prefix FROM guild_settings WHERE guild_id > $1 ORDER BY guild_id LIMIT $2",
-        1,
-        "INSERT INTO guild_settings (guild_id, prefix) VALUES ($1, $2)",
+        "SELECT guild_id, name, value FROM guild_settings ORDER BY guild_id, name LIMIT $1",
+        "SELECT guild_id, name, value FROM guild_settings WHERE (guild_id, name) > ($1, $2) "
+        "ORDER BY guild_id, name LIMIT $3",
+        2,
+        "INSERT INTO guild_settings (guild_id, name, value) VALUES ($1, $2, $3)",
     ),
     Table(
         "members",
@@ -80,14 +81,6 @@ TABLES = (
         2,
         "INSERT INTO cases (guild_id, number, action, target_id, target_name, moderator_id, reason, created_at) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    ),
-    Table(
-        "modlog_channels",
-        "SELECT COUNT(*) FROM modlog_channels",
-        "SELECT guild_id, channel_id FROM modlog_channels ORDER BY guild_id LIMIT $1",
-        "SELECT guild_id, channel_id FROM modlog_channels WHERE guild_id > $1 ORDER BY guild_id LIMIT $2",
-        1,
-        "INSERT INTO modlog_channels (guild_id, channel_id) VALUES ($1, $2)",
     ),
 )
 

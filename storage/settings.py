@@ -1,4 +1,4 @@
-"""The SQL for per-guild settings: the command prefix and the mod-log channel."""
+"""The SQL for per-guild settings: one row per setting a guild changed (server_settings.py reads them)."""
 
 from __future__ import annotations
 
@@ -6,32 +6,21 @@ from __future__ import annotations
 class SettingsSQL:
     """Per-guild settings (mixed into db.Database)."""
 
-    async def prefixes(self) -> dict[int, str]:
-        """Every guild's custom prefix (guilds on the default have no entry)."""
-        rows = await self._store.fetch("SELECT guild_id, prefix FROM guild_settings")
-        return {row[0]: row[1] for row in rows}
+    async def stored_settings(self) -> dict[int, dict[str, str]]:
+        """Every guild's changed settings, ``{guild_id: {name: value}}`` (guilds on the defaults have none)."""
+        settings: dict[int, dict[str, str]] = {}
+        for row in await self._store.fetch("SELECT guild_id, name, value FROM guild_settings"):
+            settings.setdefault(row[0], {})[row[1]] = row[2]
+        return settings
 
-    async def set_prefix(self, guild_id: int, prefix: str) -> None:
+    async def set_setting(self, guild_id: int, name: str, value: str) -> None:
         await self._store.execute(
-            "INSERT INTO guild_settings (guild_id, prefix) VALUES ($1, $2) "
-            "ON CONFLICT (guild_id) DO UPDATE SET prefix = excluded.prefix",
+            "INSERT INTO guild_settings (guild_id, name, value) VALUES ($1, $2, $3) "
+            "ON CONFLICT (guild_id, name) DO UPDATE SET value = excluded.value",
             guild_id,
-            prefix,
+            name,
+            value,
         )
 
-    async def reset_prefix(self, guild_id: int) -> None:
-        await self._store.execute("DELETE FROM guild_settings WHERE guild_id = $1", guild_id)
-
-    async def modlog_channel(self, guild_id: int) -> int | None:
-        return await self._store.fetchval("SELECT channel_id FROM modlog_channels WHERE guild_id = $1", guild_id)
-
-    async def set_modlog_channel(self, guild_id: int, channel_id: int | None) -> None:
-        if channel_id is None:
-            await self._store.execute("DELETE FROM modlog_channels WHERE guild_id = $1", guild_id)
-        else:
-            await self._store.execute(
-                "INSERT INTO modlog_channels (guild_id, channel_id) VALUES ($1, $2) "
-                "ON CONFLICT (guild_id) DO UPDATE SET channel_id = excluded.channel_id",
-                guild_id,
-                channel_id,
-            )
+    async def reset_setting(self, guild_id: int, name: str) -> None:
+        await self._store.execute("DELETE FROM guild_settings WHERE guild_id = $1 AND name = $2", guild_id, name)

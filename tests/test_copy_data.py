@@ -16,14 +16,13 @@ pytestmark = pytest.mark.backends("postgres")  # the target; the source is a SQL
 
 GUILD, OTHER = 555555555555555555, 666666666666666666
 TABLES = {
-    "guild_settings": "SELECT guild_id, prefix FROM guild_settings ORDER BY 1",
+    "guild_settings": "SELECT guild_id, name, value FROM guild_settings ORDER BY 1, 2",
     "members": "SELECT guild_id, user_id, xp, name, first_seen FROM members ORDER BY 1, 2",
     "wallets": "SELECT guild_id, user_id, coins, last_daily, name FROM wallets ORDER BY 1, 2",
     "ledger": "SELECT id, guild_id, from_id, to_id, amount, kind, actor_id, reason, created_at FROM ledger ORDER BY 1",
     "cases": "SELECT guild_id, number, action, target_id, target_name, moderator_id, reason, created_at FROM cases "
     "ORDER BY 1, 2",
     "case_reasons": "SELECT guild_id, number, reason, moderator_id, replaced_at FROM case_reasons",
-    "modlog_channels": "SELECT guild_id, channel_id FROM modlog_channels ORDER BY 1",
 }
 
 
@@ -42,8 +41,9 @@ async def fill(path) -> None:
         [XpGain(GUILD, user, user * 7, f"member {user}", 1_700_000_000 + user) for user in range(1, 12_001)]
     )
     await db.add_xp([XpGain(OTHER, 1, 50, "ünïcode ✓ '); DROP TABLE members;--", 5, 20)])
-    await db.set_prefix(GUILD, "?")
-    await db.set_modlog_channel(OTHER, 987654321)
+    await db.set_setting(GUILD, "prefix", "?")
+    await db.set_setting(GUILD, "xp", "15-25")
+    await db.set_setting(OTHER, "modlog", "987654321")
     await db.grant(GUILD, 1, "member 1", 500, "give", 9, "welcome")
     await db.transfer(GUILD, 1, 2, 120, from_name="member 1", to_name="member 2")
     await db.claim_daily(GUILD, 3, "member 3", 100, now=1_700_000_000)
@@ -98,12 +98,12 @@ async def test_a_target_that_already_holds_tally_data_is_refused_and_left_as_it_
     source = tmp_path / "source.db"
     await fill(source)
     db = await Database.open(storage.url)
-    await db.set_prefix(OTHER, "$")
+    await db.set_setting(OTHER, "prefix", "$")
     await db.close()
     code, output = await copy_data({"DATABASE_PATH": str(source)}, storage.url)
     assert code == 2
     assert "already holds Tally data" in output
-    assert (await everything(storage.url))["guild_settings"] == [(OTHER, "$")]
+    assert (await everything(storage.url))["guild_settings"] == [(OTHER, "prefix", "$")]
 
 
 async def test_a_source_a_running_tally_uses_is_refused(storage, tmp_path):

@@ -85,7 +85,7 @@ async def test_a_new_database_gets_the_whole_schema_and_its_version(storage):
     assert await conn.fetchval("SELECT version FROM tally_version") == SCHEMA_VERSION
     tables = {r[0] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     await conn.close()
-    assert {"members", "wallets", "ledger", "cases", "case_reasons", "guild_settings", "modlog_channels"} <= tables
+    assert {"members", "wallets", "ledger", "cases", "case_reasons", "guild_settings"} <= tables
 
 
 async def test_a_database_from_a_newer_tally_is_refused_and_left_untouched(storage):
@@ -124,17 +124,20 @@ async def test_a_foundation_database_is_upgraded_to_coins_and_cases_keeping_ever
     await conn.execute("INSERT INTO guild_settings VALUES ($1, '?')", GUILD)
     db = await storage.open()
     assert await db.member_xp(GUILD, 42) == 250
-    assert await db.prefixes() == {GUILD: "?"}
+    assert await db.stored_settings() == {GUILD: {"prefix": "?"}}
     assert await db.grant(GUILD, 42, "alice", 5, "give", 1) == 5
     await db.close()
-    assert await conn.fetchval("SELECT version FROM tally_version") == 2
+    assert await conn.fetchval("SELECT version FROM tally_version") == SCHEMA_VERSION
     await conn.close()
 
 
 async def test_a_failing_migration_rolls_back_with_its_version_bump(storage):
     conn = await raw(storage)
     await conn.execute(V1_SCHEMA.read_text())
-    broken = {1: "CREATE TABLE wallets (x BIGINT); UPDATE tally_version SET version = 2; NOT SQL;"}
+    broken = {
+        **postgres.numbered_scripts(postgres.MIGRATIONS_DIR),
+        1: "CREATE TABLE wallets (x BIGINT); UPDATE tally_version SET version = 2; NOT SQL;",
+    }
     with pytest.raises(DatabaseRefused, match="refused to prepare Tally's tables .*syntax error.*nothing was changed"):
         await storage.open(migrations=broken)
     assert await conn.fetchval("SELECT version FROM tally_version") == 1
@@ -169,7 +172,7 @@ async def test_an_empty_version_table_is_refused_as_unrecognised(storage):
 async def test_processes_starting_at_once_on_an_empty_database_create_the_schema_once(storage):
     opened = await asyncio.gather(*(storage.open() for _ in range(4)))
     for db in opened:
-        await db.set_prefix(GUILD, "?")
+        await db.set_setting(GUILD, "prefix", "?")
         await db.close()
     conn = await raw(storage)
     assert await conn.fetchval("SELECT COUNT(*) FROM tally_version") == 1

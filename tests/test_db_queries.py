@@ -1,27 +1,22 @@
-"""The store's queries, on each backend: prefixes, XP, plain text, transactions."""
+"""The store's queries, on each backend: settings, XP, plain text, transactions."""
 
 from __future__ import annotations
 
 import pytest
 
-from db import ConstraintViolated, XpGain
+from db import XpGain
 
 GUILD = 111111111111111111
 
 
-async def test_prefix_is_set_replaced_and_reset_per_guild(db):
-    await db.set_prefix(GUILD, "?")
-    await db.set_prefix(GUILD, "t!")
-    await db.set_prefix(GUILD + 1, "$")
-    assert await db.prefixes() == {GUILD: "t!", GUILD + 1: "$"}
-    await db.reset_prefix(GUILD)
-    assert await db.prefixes() == {GUILD + 1: "$"}
-
-
-async def test_schema_refuses_a_prefix_longer_than_five_characters(db):
-    with pytest.raises(ConstraintViolated):
-        await db.set_prefix(GUILD, "toolong")
-    assert await db.prefixes() == {}
+async def test_settings_are_set_replaced_and_reset_per_guild_and_name(db):
+    await db.set_setting(GUILD, "prefix", "?")
+    await db.set_setting(GUILD, "prefix", "t!")
+    await db.set_setting(GUILD, "xp", "15-25")
+    await db.set_setting(GUILD + 1, "prefix", "$")
+    assert await db.stored_settings() == {GUILD: {"prefix": "t!", "xp": "15-25"}, GUILD + 1: {"prefix": "$"}}
+    await db.reset_setting(GUILD, "prefix")
+    assert await db.stored_settings() == {GUILD: {"xp": "15-25"}, GUILD + 1: {"prefix": "$"}}
 
 
 async def test_add_xp_adds_to_what_is_stored_and_keeps_first_seen(db):
@@ -46,14 +41,14 @@ async def test_guild_xp_returns_every_member_of_the_guild(db):
 async def test_sql_looking_text_is_stored_as_plain_text(db):
     name = "Robert'); DROP TABLE members;--"
     await db.add_xp([XpGain(GUILD, 1, 5, name, 0)])
-    await db.set_prefix(GUILD, "';--")
+    await db.set_setting(GUILD, "prefix", "';--")
     assert await db.names(GUILD, [1]) == {1: name}
-    assert await db.prefixes() == {GUILD: "';--"}
+    assert await db.stored_settings() == {GUILD: {"prefix": "';--"}}
 
 
 async def test_a_failed_transaction_rolls_back_everything_in_it(db):
     with pytest.raises(RuntimeError):
         async with db.transaction() as conn:
-            await conn.execute("INSERT INTO guild_settings (guild_id, prefix) VALUES ($1, $2)", GUILD, "?")
+            await conn.execute("INSERT INTO guild_settings (guild_id, name, value) VALUES ($1, 'prefix', '?')", GUILD)
             raise RuntimeError("boom")
-    assert await db.prefixes() == {}
+    assert await db.stored_settings() == {}

@@ -63,3 +63,31 @@ async def test_the_schema_report_catches_a_changed_check(storage):
             await conn.execute("PRAGMA writable_schema = OFF")
     await db.close()
     assert await definitions(changed) != before
+
+
+async def test_an_upgrade_from_version_2_keeps_prefixes_and_modlog_channels_as_settings(storage):
+    await make_version_1(storage)
+    folder = Path(__file__).parent.parent / "migrations" / storage.backend
+    version_2 = (folder / "0002_coins_and_cases.sql").read_text()
+    rows = [
+        "INSERT INTO guild_settings (guild_id, prefix) VALUES (1, '?'), (2, ';--')",
+        "INSERT INTO modlog_channels (guild_id, channel_id) VALUES (2, 9007199254740993)",  # past a float's precision
+    ]
+    if storage.backend == "sqlite":
+        conn = sqlite3.connect(storage.folder / "data" / "tally.db", isolation_level=None)
+        conn.executescript(version_2)
+        for row in rows:
+            conn.execute(row)
+        conn.close()
+    else:
+        conn = await asyncpg.connect(storage.url)
+        async with conn.transaction():
+            await conn.execute(version_2)
+        for row in rows:
+            await conn.execute(row)
+        await conn.close()
+    db = await storage.open()
+    try:
+        assert await db.stored_settings() == {1: {"prefix": "?"}, 2: {"prefix": ";--", "modlog": "9007199254740993"}}
+    finally:
+        await db.close()

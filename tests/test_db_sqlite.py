@@ -50,10 +50,10 @@ async def test_connection_uses_wal_and_foreign_keys(tmp_path):
 async def test_reopening_a_current_file_keeps_its_data(tmp_path):
     path = tmp_path / "tally.db"
     db = await Database.open(path)
-    await db.set_prefix(GUILD, "?")
+    await db.set_setting(GUILD, "prefix", "?")
     await db.close()
     db = await Database.open(path)
-    assert await db.prefixes() == {GUILD: "?"}
+    assert await db.stored_settings() == {GUILD: {"prefix": "?"}}
     await db.close()
 
 
@@ -167,10 +167,10 @@ async def test_a_foundation_database_is_upgraded_to_coins_and_cases_keeping_ever
 
     db = await Database.open(path)
     assert await db.member_xp(GUILD, 42) == 250
-    assert await db.prefixes() == {GUILD: "?"}
+    assert await db.stored_settings() == {GUILD: {"prefix": "?"}}
     assert await db.balance(GUILD, 42) == 0
     await db.close()
-    assert user_version(path) == 2
+    assert user_version(path) == SCHEMA_VERSION
     assert len(list(tmp_path.glob("tally.db.v1-*.bak"))) == 1
 
 

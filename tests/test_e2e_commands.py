@@ -208,7 +208,7 @@ async def test_sql_looking_input_is_stored_as_plain_text(world, tally, storage):
     assert post.content.startswith("I can't find a member called")
     assert await bot.stop() == 0
     assert await storage.rows("SELECT name, xp FROM members") == [("Robert'); DROP TABLE members;--", 5)]
-    assert await storage.rows("SELECT prefix FROM guild_settings") == [("';--",)]
+    assert await storage.rows("SELECT value FROM guild_settings WHERE name = 'prefix'") == [("';--",)]
 
 
 async def test_help_lists_every_command_with_usage_and_summary(world, tally):

@@ -144,7 +144,7 @@ async def test_sigkill_loses_at_most_the_last_flush_interval_and_nothing_else(wo
     await bot.kill()  # SIGKILL: no shutdown code runs
 
     assert await storage.xp(world.guild.id) == {world.alice.id: 10}  # only this interval's 15 XP is gone
-    assert await storage.rows("SELECT prefix FROM guild_settings") == [("?",)]
+    assert await storage.rows("SELECT value FROM guild_settings WHERE name = 'prefix'") == [("?",)]
     await tally()
     post = await world.ask(world.alice, "?level")
     assert field(post, "Total XP") == "10"

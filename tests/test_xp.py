@@ -268,10 +268,10 @@ async def test_a_transaction_cancelled_while_waiting_for_the_lock_leaves_the_con
     blocker.execute("BEGIN IMMEDIATE")
     try:
         with pytest.raises((TimeoutError, DatabaseBusy)):
-            await asyncio.wait_for(db.set_prefix(GUILD, "?"), timeout=0.05)
+            await asyncio.wait_for(db.set_setting(GUILD, "prefix", "?"), timeout=0.05)
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
-    await db.set_prefix(GUILD, "$")  # no "cannot start a transaction within a transaction"
-    assert await db.prefixes() == {GUILD: "$"}
+    await db.set_setting(GUILD, "prefix", "$")  # no "cannot start a transaction within a transaction"
+    assert await db.stored_settings() == {GUILD: {"prefix": "$"}}
     await db.close()

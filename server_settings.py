@@ -1,0 +1,303 @@
+"""Each server's settings: one model, read from memory, written through at once.
+
+A server's settings are the defaults from ``.env`` (config.Settings) with
+what its admins changed through ``!settings`` laid over them. The changes are
+stored one row per setting (``guild_settings``: name and value as text) and
+read once at start-up into a ``ServerSettings`` per server, so the message
+path reads a dict, never the database. A change is written to the database
+first and only then to memory: if the write fails, nothing changed.
+
+Every setting is one ``Setting`` below: its name as members type it, how a
+member's text becomes the stored value (or one line saying what is wrong),
+and how the value reads back. A stored value this Tally cannot read (a file
+edited by hand, a newer Tally's value) is logged once and the default used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import string
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import discord
+
+from chat import MAX_CONTENT, cut, plain
+from config import Settings, prefix_problem
+from db import Database
+from levels import CURVE_NAMES
+
+log = logging.getLogger(__name__)
+
+MAX_XP_PER_MESSAGE = 1000
+MAX_COOLDOWN_SECONDS = 86400
+MAX_TEMPLATE_LENGTH = 500
+PLACEHOLDERS = ("mention", "name", "level", "old_level", "xp", "rank", "server", "role")
+DEFAULT_LEVELUP_MESSAGE = "{mention} reached level {level}!"
+DEFAULT_LEVELUP_ROLE_MESSAGE = "{mention} reached level {level} and earned {role}!"
+SWITCHES = {"on": True, "yes": True, "true": True, "off": False, "no": False, "false": False}
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """One server's settings, defaults included. Frozen: a change makes a new one."""
+
+    prefix: str
+    xp_min: int  # XP a message earns: drawn uniformly from xp_min..xp_max
+    xp_max: int
+    cooldown: int  # seconds between two messages that earn XP
+    curve: str  # a name from levels.CURVE_NAMES
+    levelup: str  # where level-ups are announced: "here", "dm", "off", or "channel"
+    levelup_channel: int | None  # with levelup == "channel"
+    levelup_message: str
+    levelup_role_message: str
+    modlog: int | None  # the channel new cases are posted in
+    changed: frozenset[str] = frozenset()  # the settings this server set itself
+
+
+class SettingRefused(Exception):
+    """A value a member typed cannot be this setting; the message is one line for them."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    summary: str  # what it is, for !settings <name>
+    example: str  # a value to show in the usage line
+    read: Callable[[str], dict]  # stored text -> ServerSettings fields (raises ValueError)
+    show: Callable[[ServerSettings], str]  # the value as members read it
+
+
+def _whole(text: str, low: int, high: int, what: str) -> int:
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise ValueError(f"{what} must be a whole number from {low:,} to {high:,}")
+    return int(text)
+
+
+def _read_xp(text: str) -> dict:
+    low, _, high = text.partition("-")
+    what = "XP per message"
+    xp_min = _whole(low.strip(), 1, MAX_XP_PER_MESSAGE, what)
+    xp_max = _whole(high.strip(), 1, MAX_XP_PER_MESSAGE, what) if high else xp_min
+    if xp_max < xp_min:
+        raise ValueError("a range of XP goes from the lower number to the higher, e.g. 15-25")
+    return {"xp_min": xp_min, "xp_max": xp_max}
+
+
+def _show_xp(s: ServerSettings) -> str:
+    return f"{s.xp_min}" if s.xp_min == s.xp_max else f"{s.xp_min}-{s.xp_max}"
+
+
+def _read_prefix(text: str) -> dict:
+    if problem := prefix_problem(text):
+        raise ValueError(problem)
+    return {"prefix": text}
+
+
+def _read_curve(text: str) -> dict:
+    if text not in CURVE_NAMES:
+        raise ValueError(f"the level curve is one of {', '.join(CURVE_NAMES)}")
+    return {"curve": text}
+
+
+def _read_levelup(text: str) -> dict:
+    if text in ("here", "dm", "off"):
+        return {"levelup": text, "levelup_channel": None}
+    return {"levelup": "channel", "levelup_channel": _whole(text, 1, 2**63 - 1, "a channel")}
+
+
+def _show_levelup(s: ServerSettings) -> str:
+    return f"<#{s.levelup_channel}>" if s.levelup == "channel" else s.levelup
+
+
+def template_problem(text: str, *, with_role: bool) -> str | None:
+    """Why ``text`` cannot be a level-up template, or None when it can."""
+    allowed = PLACEHOLDERS if with_role else tuple(p for p in PLACEHOLDERS if p != "role")
+    listed = ", ".join(f"{{{name}}}" for name in allowed)
+    if len(text) > MAX_TEMPLATE_LENGTH:
+        return f"a template can be at most {MAX_TEMPLATE_LENGTH} characters long; placeholders: {listed}"
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(text)]
+    except ValueError:
+        return f"a {{ or }} is not closed (write {{{{ or }}}} for the character itself); placeholders: {listed}"
+    for name, spec, conversion in fields:
+        if name is None:
+            continue
+        if name not in allowed or spec or conversion:
+            if name == "role" and not with_role:
+                return "`{role}` only works in levelup-role-message (a level-up that earns a reward role)"
+            return f"`{{{name}}}` is not a placeholder; placeholders: {listed}"
+    return None
+
+
+def _read_template(field: str, *, with_role: bool) -> Callable[[str], dict]:
+    def read(text: str) -> dict:
+        if problem := template_problem(text, with_role=with_role):
+            raise ValueError(problem)
+        return {field: text}
+
+    return read
+
+
+def _read_channel(field: str) -> Callable[[str], dict]:
+    def read(text: str) -> dict:
+        return {field: _whole(text, 1, 2**63 - 1, "a channel")}
+
+    return read
+
+
+SETTINGS: dict[str, Setting] = {
+    setting.name: setting
+    for setting in (
+        Setting("prefix", "The command prefix (up to 5 characters).", "?", _read_prefix, lambda s: f"`{s.prefix}`"),
+        Setting(
+            "xp",
+            "XP a message earns: a number, or a range to draw from (15-25 draws uniformly, as MEE6 does).",
+            "15-25",
+            _read_xp,
+            _show_xp,
+        ),
+        Setting(
+            "cooldown",
+            f"Seconds before a member's next message earns XP again (0 to {MAX_COOLDOWN_SECONDS:,}).",
+            "60",
+            lambda text: {"cooldown": _whole(text, 0, MAX_COOLDOWN_SECONDS, "the cooldown")},
+            lambda s: f"{s.cooldown} s",
+        ),
+        Setting("curve", "The level curve: linear or mee6.", "mee6", _read_curve, lambda s: s.curve),
+        Setting(
+            "levelup",
+            "Where level-ups are announced: here (where it happened), a #channel, dm, or off.",
+            "#level-ups",
+            _read_levelup,
+            _show_levelup,
+        ),
+        Setting(
+            "levelup-message",
+            "The level-up announcement. Placeholders: " + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS[:-1]) + ".",
+            "GG {mention}, level {level}!",
+            _read_template("levelup_message", with_role=False),
+            lambda s: plain(s.levelup_message, MAX_TEMPLATE_LENGTH),
+        ),
+        Setting(
+            "levelup-role-message",
+            "The announcement of a level-up that earns a reward role; {role} names it.",
+            "{mention} is now {role}!",
+            _read_template("levelup_role_message", with_role=True),
+            lambda s: plain(s.levelup_role_message, MAX_TEMPLATE_LENGTH),
+        ),
+        Setting(
+            "modlog",
+            "The channel new cases are posted in, or off.",
+            "#mod-log",
+            _read_channel("modlog"),
+            lambda s: f"<#{s.modlog}>" if s.modlog else "off",
+        ),
+    )
+}
+
+
+def defaults(settings: Settings) -> ServerSettings:
+    """A server's settings before it changes any: the defaults from .env."""
+    return ServerSettings(
+        prefix=settings.default_prefix,
+        xp_min=settings.xp_per_message,
+        xp_max=settings.xp_per_message,
+        cooldown=settings.xp_cooldown_seconds,
+        curve=settings.level_curve,
+        levelup="here",
+        levelup_channel=None,
+        levelup_message=DEFAULT_LEVELUP_MESSAGE,
+        levelup_role_message=DEFAULT_LEVELUP_ROLE_MESSAGE,
+        modlog=None,
+    )
+
+
+def _overlay(base: ServerSettings, stored: dict[str, str]) -> ServerSettings:
+    """``base`` with stored settings laid over it; ValueError when a value cannot be read."""
+    fields: dict = {}
+    for name, value in stored.items():
+        fields.update(SETTINGS[name].read(value))
+    return dataclasses.replace(base, **fields, changed=frozenset(stored))
+
+
+class ServerSettingsCache:
+    """Every server's settings in memory, loaded once, changed through ``set`` and ``reset``."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.defaults = defaults(settings)
+        self._stored: dict[int, dict[str, str]] = {}  # what each server changed, as stored
+        self._servers: dict[int, ServerSettings] = {}
+
+    async def load(self) -> None:
+        """Read every server's stored settings (at start-up, before the gateway connects)."""
+        for guild_id, stored in (await self.db.stored_settings()).items():
+            readable = {}
+            for name, value in sorted(stored.items()):
+                if name not in SETTINGS:
+                    log.warning("guild %s has a setting this Tally does not know (%r); ignoring it", guild_id, name)
+                    continue
+                try:
+                    SETTINGS[name].read(value)
+                except ValueError as exc:
+                    log.warning("guild %s: the stored %s cannot be read (%s); using the default", guild_id, name, exc)
+                    continue
+                readable[name] = value
+            self._keep(guild_id, readable)
+
+    def _keep(self, guild_id: int, stored: dict[str, str]) -> ServerSettings:
+        self._stored[guild_id] = stored
+        self._servers[guild_id] = current = _overlay(self.defaults, stored)
+        return current
+
+    def of(self, guild_id: int | None) -> ServerSettings:
+        """A server's settings (the defaults for a server that changed none, and for DMs)."""
+        if guild_id is None:
+            return self.defaults
+        return self._servers.get(guild_id, self.defaults)
+
+    async def set(self, guild_id: int, name: str, value: str) -> ServerSettings:
+        """Check, store, then keep a new value; SettingRefused (changing nothing) when it cannot be one."""
+        try:
+            SETTINGS[name].read(value)
+        except ValueError as exc:
+            raise SettingRefused(str(exc)) from None
+        await self.db.set_setting(guild_id, name, value)
+        return self._keep(guild_id, {**self._stored.get(guild_id, {}), name: value})
+
+    async def reset(self, guild_id: int, name: str) -> ServerSettings:
+        """Back to the default from .env."""
+        await self.db.reset_setting(guild_id, name)
+        stored = dict(self._stored.get(guild_id, {}))
+        stored.pop(name, None)
+        return self._keep(guild_id, stored)
+
+
+def render(
+    template: str,
+    member: discord.Member,
+    guild: discord.Guild,
+    old_level: int,
+    level: int,
+    xp: int,
+    rank: int | None,
+    role: discord.Role | None = None,
+) -> str:
+    """A level-up template filled in, within Discord's message limit.
+
+    Names are escaped, so a member called ``@everyone`` or ``**x**`` reads as
+    typed; what may ping is decided by the allowed mentions of the message.
+    """
+    values = {
+        "mention": member.mention,
+        "name": plain(member.display_name),
+        "level": f"{level:,}",
+        "old_level": f"{old_level:,}",
+        "xp": f"{xp:,}",
+        "rank": f"#{rank:,}" if rank else "unranked",
+        "server": plain(guild.name),
+        "role": plain(role.name) if role is not None else "",
+    }
+    return cut(template.format_map(values), MAX_CONTENT)
