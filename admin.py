@@ -6,10 +6,23 @@ server_settings.py: this module is only the command members type.
 
 from __future__ import annotations
 
+import discord
 from discord.ext import commands
 
 from chat import plain
-from server_settings import SETTINGS, ServerSettings, ServerSettingsCache, SettingRefused, render
+from server_settings import (
+    MAX_TARGETS,
+    MULTIPLIER_RULE,
+    SETTINGS,
+    ServerSettings,
+    ServerSettingsCache,
+    SettingRefused,
+    factor_text,
+    multipliers_text,
+    noxp_text,
+    parse_multiplier,
+    render,
+)
 
 CHANNEL_SETTINGS = {"levelup": ("here", "dm", "off"), "modlog": ("off",)}  # settings a #channel can be
 
@@ -51,6 +64,14 @@ class ServerSettingsCommands(commands.Cog, name="Settings"):
         if setting.name == "levelup" and value.lower() == "test":
             await self._test_levelup(ctx, current)
             return
+        if setting.name == "noxp" and value.lower() != "reset":  # !settings noxp add #channel
+            action, _, target = value.partition(" ")
+            await self._change_noxp(ctx, action.lower(), target.strip())
+            return
+        if setting.name == "multipliers" and value.lower() != "reset":  # !settings multipliers @role 1.5
+            target, _, factor = value.rpartition(" ")
+            await self._change_multiplier(ctx, target.strip(), factor)
+            return
         if value.lower() == "reset" or (setting.name == "modlog" and value.lower() == "off"):
             current = await self.cache.reset(ctx.guild.id, setting.name)
             await ctx.send(f"`{setting.name}` is back to the default: {setting.show(current)}.")
@@ -88,6 +109,118 @@ class ServerSettingsCommands(commands.Cog, name="Settings"):
             f"A level-up would be announced {where.get(current.levelup) or f'in <#{current.levelup_channel}>'} as:"
         )
         await ctx.send(text)
+
+    # -- no-XP channels and roles, and multipliers ---------------------------------------
+
+    @commands.group(name="noxp", invoke_without_command=True, usage="[add|remove <channel|role>]")
+    @commands.guild_only()
+    async def noxp(self, ctx: commands.Context) -> None:
+        """List the channels and roles whose messages earn no XP; `noxp add|remove <channel|role>` (Manage Server)."""
+        await ctx.send(f"No XP in: {SETTINGS['noxp'].show(self.cache.of(ctx.guild.id))}.")
+
+    @noxp.command(name="add")
+    @commands.guild_only()
+    async def noxp_add(self, ctx: commands.Context, *, target: str) -> None:
+        """Stop a channel's messages, or a role's members, from earning XP (Manage Server)."""
+        await self._change_noxp(ctx, "add", target)
+
+    @noxp.command(name="remove")
+    @commands.guild_only()
+    async def noxp_remove(self, ctx: commands.Context, *, target: str) -> None:
+        """Let a channel or role earn XP again (Manage Server)."""
+        await self._change_noxp(ctx, "remove", target)
+
+    @commands.command(usage="[<channel|role> <factor|reset>]")
+    @commands.guild_only()
+    async def multipliers(self, ctx: commands.Context, *, change: str | None = None) -> None:
+        """List XP multipliers; `multipliers <channel|role> <0-10|reset>` sets one (Manage Server)."""
+        if change is None:
+            shown = SETTINGS["multipliers"].show(self.cache.of(ctx.guild.id))
+            await ctx.send(f"XP multipliers: {shown}. The rule: {MULTIPLIER_RULE}.")
+            return
+        target, _, factor = change.rpartition(" ")
+        await self._change_multiplier(ctx, target.strip(), factor)
+
+    async def _target(self, ctx: commands.Context, text: str) -> discord.abc.GuildChannel | discord.Role | None:
+        """The channel or role a member named, or None after saying so."""
+        for converter in (commands.GuildChannelConverter(), commands.RoleConverter()):
+            try:
+                found = await converter.convert(ctx, text)
+            except commands.BadArgument:
+                continue
+            if isinstance(found, discord.CategoryChannel):
+                await ctx.send(f"{plain(found.name)} is a category: name the channels in it instead.")
+                return None
+            return found
+        await ctx.send(f"I can't find a channel or role called {plain(text or '(nothing)', 100)} in this server.")
+        return None
+
+    async def _change_noxp(self, ctx: commands.Context, action: str, text: str) -> None:
+        if not ctx.author.guild_permissions.manage_guild:
+            raise commands.MissingPermissions(["manage_guild"])
+        if action not in ("add", "remove"):
+            await ctx.send(f"Use `{ctx.clean_prefix}noxp add <channel|role>` or `{ctx.clean_prefix}noxp remove ...`.")
+            return
+        target = await self._target(ctx, text)
+        if target is None:
+            return
+        is_role = isinstance(target, discord.Role)
+
+        def change(current: ServerSettings) -> str | None:
+            channels, roles = set(current.noxp_channels), set(current.noxp_roles)
+            targets = roles if is_role else channels
+            if action == "add" and target.id not in targets and len(targets) >= MAX_TARGETS:
+                raise SettingRefused(
+                    f"a server can have at most {MAX_TARGETS} no-XP {'roles' if is_role else 'channels'}"
+                )
+            (targets.add if action == "add" else targets.discard)(target.id)
+            return noxp_text(frozenset(channels), frozenset(roles)) or None
+
+        try:
+            await self.cache.edit(ctx.guild.id, "noxp", change)
+        except SettingRefused as refused:
+            await ctx.send(f"That won't work: {refused}.")
+            return
+        who = f"Members with {target.mention}" if is_role else f"Messages in {target.mention}"
+        await ctx.send(
+            f"{who} {'no longer earn' if action == 'add' else 'earn'} XP{'' if action == 'add' else ' again'}."
+        )
+
+    async def _change_multiplier(self, ctx: commands.Context, text: str, factor: str) -> None:
+        if not ctx.author.guild_permissions.manage_guild:
+            raise commands.MissingPermissions(["manage_guild"])
+        if not text:
+            await ctx.send(f"Use `{ctx.clean_prefix}multipliers <channel|role> <0-10|reset>`, e.g. `@Boosters 1.5`.")
+            return
+        target = await self._target(ctx, text)
+        if target is None:
+            return
+        is_role = isinstance(target, discord.Role)
+        try:
+            tenths = 10 if factor.lower() == "reset" else parse_multiplier(factor)
+        except ValueError as exc:
+            await ctx.send(f"That won't work: {exc}.")
+            return
+
+        def change(current: ServerSettings) -> str | None:
+            channels, roles = dict(current.channel_multipliers), dict(current.role_multipliers)
+            targets = roles if is_role else channels
+            if tenths == 10:  # x1 is no multiplier at all
+                targets.pop(target.id, None)
+            elif target.id not in targets and len(targets) >= MAX_TARGETS:
+                raise SettingRefused(
+                    f"a server can have at most {MAX_TARGETS} {'role' if is_role else 'channel'} multipliers"
+                )
+            else:
+                targets[target.id] = tenths
+            return multipliers_text(channels, roles) or None
+
+        try:
+            await self.cache.edit(ctx.guild.id, "multipliers", change)
+        except SettingRefused as refused:
+            await ctx.send(f"That won't work: {refused}.")
+            return
+        await ctx.send(f"XP multiplier for {target.mention}: ×{factor_text(tenths)}.")
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -136,6 +136,10 @@ class Tally(commands.AutoShardedBot):
         server = self.settings_of(message.guild)
         amount = server.xp_min if server.xp_min == server.xp_max else random.randint(server.xp_min, server.xp_max)
         author = message.author
+        if server.has_xp_rules:  # no-XP channels and roles, multipliers: memory only, no query
+            amount = server.xp_for(amount, message.channel, author)
+            if not amount:
+                return  # nothing earned, and no cooldown started
         gain = await self.xp.award(message.guild.id, author.id, author.display_name, amount, server.cooldown)
         if gain is None:
             return

@@ -15,11 +15,13 @@ edited by hand, a newer Tally's value) is logged once and the default used.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
 import discord
 
@@ -36,7 +38,11 @@ MAX_TEMPLATE_LENGTH = 500
 PLACEHOLDERS = ("mention", "name", "level", "old_level", "xp", "rank", "server", "role")
 DEFAULT_LEVELUP_MESSAGE = "{mention} reached level {level}!"
 DEFAULT_LEVELUP_ROLE_MESSAGE = "{mention} reached level {level} and earned {role}!"
-SWITCHES = {"on": True, "yes": True, "true": True, "off": False, "no": False, "false": False}
+MAX_TARGETS = 50  # no-XP channels and roles, and multipliers, each
+MULTIPLIER_RULE = (
+    "a channel's multiplier and a role's multiply; when a member has several roles with a multiplier, "
+    "the highest applies; XP is rounded to the nearest whole number, and 0 earns nothing"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +59,32 @@ class ServerSettings:
     levelup_message: str
     levelup_role_message: str
     modlog: int | None  # the channel new cases are posted in
+    # Channels and roles whose messages earn nothing (a thread follows its parent channel).
+    noxp_channels: frozenset[int] = frozenset()
+    noxp_roles: frozenset[int] = frozenset()
+    # XP multipliers in tenths (15 is x1.5, 0 earns nothing), per channel and per role.
+    channel_multipliers: dict[int, int] = dataclasses.field(default_factory=dict)
+    role_multipliers: dict[int, int] = dataclasses.field(default_factory=dict)
     changed: frozenset[str] = frozenset()  # the settings this server set itself
+
+    @property
+    def has_xp_rules(self) -> bool:
+        return bool(self.noxp_channels or self.noxp_roles or self.channel_multipliers or self.role_multipliers)
+
+    def xp_for(self, amount: int, channel: discord.abc.GuildChannel | discord.Thread, member: discord.Member) -> int:
+        """What a message earns after no-XP channels and roles and the multipliers (MULTIPLIER_RULE)."""
+        channel_id = channel.parent_id if isinstance(channel, discord.Thread) else channel.id
+        if channel_id in self.noxp_channels:
+            return 0
+        channel_tenths, role_tenths = self.channel_multipliers.get(channel_id, 10), 10
+        if self.noxp_roles or self.role_multipliers:
+            role_ids = {role.id for role in member.roles}
+            if role_ids & self.noxp_roles:
+                return 0
+            by_role = [self.role_multipliers[role_id] for role_id in role_ids if role_id in self.role_multipliers]
+            if by_role:
+                role_tenths = max(by_role)
+        return (amount * channel_tenths * role_tenths + 50) // 100  # to the nearest whole XP, halves up
 
 
 class SettingRefused(Exception):
@@ -109,6 +140,74 @@ def _read_levelup(text: str) -> dict:
 
 def _show_levelup(s: ServerSettings) -> str:
     return f"<#{s.levelup_channel}>" if s.levelup == "channel" else s.levelup
+
+
+def _targets(text: str) -> list[tuple[str, int, str]]:
+    """``channel:1=1.5,role:2`` as ``[("channel", 1, "1.5"), ("role", 2, "")]``."""
+    found = []
+    for item in filter(None, text.split(",")):
+        target, _, value = item.partition("=")
+        kind, _, ident = target.partition(":")
+        if kind not in ("channel", "role"):
+            raise ValueError(f"{kind!r} is neither a channel nor a role")
+        found.append((kind, _whole(ident, 1, 2**63 - 1, f"a {kind}"), value))
+    if len(found) > MAX_TARGETS * 2:
+        raise ValueError(f"at most {MAX_TARGETS} channels and {MAX_TARGETS} roles")
+    return found
+
+
+def _read_noxp(text: str) -> dict:
+    targets = _targets(text)
+    return {
+        "noxp_channels": frozenset(ident for kind, ident, _ in targets if kind == "channel"),
+        "noxp_roles": frozenset(ident for kind, ident, _ in targets if kind == "role"),
+    }
+
+
+def noxp_text(channels: frozenset[int], roles: frozenset[int]) -> str:
+    """No-XP channels and roles as stored."""
+    return ",".join([f"channel:{c}" for c in sorted(channels)] + [f"role:{r}" for r in sorted(roles)])
+
+
+def parse_multiplier(text: str) -> int:
+    """A multiplier a member typed (``1.5``) in tenths (15); ValueError unless 0 to 10 in steps of 0.1."""
+    try:
+        factor = Decimal(text.strip().lstrip("x×"))
+    except InvalidOperation:
+        factor = Decimal("NaN")
+    if not factor.is_finite() or not 0 <= factor <= 10 or (factor * 10) % 1:
+        raise ValueError("a multiplier is a number from 0 to 10 in steps of 0.1, such as 1.5 (0 earns nothing)")
+    return int(factor * 10)
+
+
+def factor_text(tenths: int) -> str:
+    return f"{tenths // 10}" if tenths % 10 == 0 else f"{tenths // 10}.{tenths % 10}"
+
+
+def _read_multipliers(text: str) -> dict:
+    fields: dict[str, dict[int, int]] = {"channel_multipliers": {}, "role_multipliers": {}}
+    for kind, ident, value in _targets(text):
+        fields[f"{kind}_multipliers"][ident] = parse_multiplier(value)
+    return fields
+
+
+def multipliers_text(channels: dict[int, int], roles: dict[int, int]) -> str:
+    """Multipliers as stored."""
+    return ",".join(
+        [f"channel:{c}={factor_text(t)}" for c, t in sorted(channels.items())]
+        + [f"role:{r}={factor_text(t)}" for r, t in sorted(roles.items())]
+    )
+
+
+def _show_noxp(s: ServerSettings) -> str:
+    shown = [f"<#{c}>" for c in sorted(s.noxp_channels)] + [f"<@&{r}>" for r in sorted(s.noxp_roles)]
+    return ", ".join(shown) or "none"
+
+
+def _show_multipliers(s: ServerSettings) -> str:
+    shown = [f"<#{c}> ×{factor_text(t)}" for c, t in sorted(s.channel_multipliers.items())]
+    shown += [f"<@&{r}> ×{factor_text(t)}" for r, t in sorted(s.role_multipliers.items())]
+    return ", ".join(shown) or "none"
 
 
 def template_problem(text: str, *, with_role: bool) -> str | None:
@@ -194,6 +293,21 @@ SETTINGS: dict[str, Setting] = {
             _read_channel("modlog"),
             lambda s: f"<#{s.modlog}>" if s.modlog else "off",
         ),
+        Setting(
+            "noxp",
+            "Channels and roles whose messages earn no XP (a thread follows its channel): noxp add|remove <channel|role>.",
+            "add #bot-commands",
+            _read_noxp,
+            _show_noxp,
+        ),
+        Setting(
+            "multipliers",
+            f"XP multipliers per channel or role, 0 to 10 in steps of 0.1: multipliers <channel|role> <factor|reset>; "
+            f"{MULTIPLIER_RULE}.",
+            "@Boosters 1.5",
+            _read_multipliers,
+            _show_multipliers,
+        ),
     )
 }
 
@@ -230,6 +344,7 @@ class ServerSettingsCache:
         self.defaults = defaults(settings)
         self._stored: dict[int, dict[str, str]] = {}  # what each server changed, as stored
         self._servers: dict[int, ServerSettings] = {}
+        self._changing: dict[int, asyncio.Lock] = {}  # one change at a time per server: edits read, then write
 
     async def load(self) -> None:
         """Read every server's stored settings (at start-up, before the gateway connects)."""
@@ -260,19 +375,31 @@ class ServerSettingsCache:
 
     async def set(self, guild_id: int, name: str, value: str) -> ServerSettings:
         """Check, store, then keep a new value; SettingRefused (changing nothing) when it cannot be one."""
-        try:
-            SETTINGS[name].read(value)
-        except ValueError as exc:
-            raise SettingRefused(str(exc)) from None
-        await self.db.set_setting(guild_id, name, value)
-        return self._keep(guild_id, {**self._stored.get(guild_id, {}), name: value})
+        return await self.edit(guild_id, name, lambda current: value)
 
     async def reset(self, guild_id: int, name: str) -> ServerSettings:
         """Back to the default from .env."""
-        await self.db.reset_setting(guild_id, name)
-        stored = dict(self._stored.get(guild_id, {}))
-        stored.pop(name, None)
-        return self._keep(guild_id, stored)
+        return await self.edit(guild_id, name, lambda current: None)
+
+    async def edit(self, guild_id: int, name: str, change: Callable[[ServerSettings], str | None]) -> ServerSettings:
+        """Store what ``change`` makes of the current settings (None: the default) and keep it.
+
+        One change at a time per server, so two admins adding a no-XP channel
+        each at once both get theirs. ``change`` may raise SettingRefused.
+        """
+        async with self._changing.setdefault(guild_id, asyncio.Lock()):
+            value = change(self.of(guild_id))
+            stored = dict(self._stored.get(guild_id, {}))
+            if value is None:
+                await self.db.reset_setting(guild_id, name)
+                stored.pop(name, None)
+                return self._keep(guild_id, stored)
+            try:
+                SETTINGS[name].read(value)
+            except ValueError as exc:
+                raise SettingRefused(str(exc)) from None
+            await self.db.set_setting(guild_id, name, value)
+            return self._keep(guild_id, {**stored, name: value})
 
 
 def render(

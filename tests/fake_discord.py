@@ -182,10 +182,31 @@ class Channel:
     overwrites: list[Overwrite] = field(default_factory=list)
     position: int = 0
     recipient: User | None = None  # for DM channels
+    parent_id: int | None = None  # for threads: the channel they belong to
 
     def payload(self) -> dict[str, Any]:
         if self.recipient is not None:
             return {"id": str(self.id), "type": 1, "last_message_id": None, "recipients": [self.recipient.payload()]}
+        if self.parent_id is not None:  # a public thread (type 11): its permissions are its parent's
+            return {
+                "id": str(self.id),
+                "type": 11,
+                "guild_id": str(self.guild_id),
+                "parent_id": str(self.parent_id),
+                "owner_id": str(self.parent_id),
+                "name": self.name,
+                "last_message_id": None,
+                "message_count": 0,
+                "member_count": 0,
+                "rate_limit_per_user": 0,
+                "thread_metadata": {
+                    "archived": False,
+                    "auto_archive_duration": 1440,
+                    "archive_timestamp": iso_now(),
+                    "locked": False,
+                },
+                "flags": 0,
+            }
         return {
             "id": str(self.id),
             "type": 0,
@@ -282,8 +303,8 @@ class Guild:
             "member_count": len(self.members),
             "voice_states": [],
             "members": [member.payload() for member in self.members.values()],
-            "channels": [channel.payload() for channel in self.channels.values()],
-            "threads": [],
+            "channels": [channel.payload() for channel in self.channels.values() if channel.parent_id is None],
+            "threads": [channel.payload() for channel in self.channels.values() if channel.parent_id is not None],
             "presences": [],
             "stage_instances": [],
             "guild_scheduled_events": [],
@@ -302,7 +323,9 @@ class Guild:
         return ALL_PERMISSIONS if permissions & ADMINISTRATOR else permissions
 
     def permissions_in(self, member: Member, channel: Channel) -> int:
-        """Discord's documented algorithm: base permissions, then channel overwrites."""
+        """Discord's documented algorithm: base permissions, then channel overwrites (a thread: its parent's)."""
+        if channel.parent_id is not None:
+            channel = self.channels[channel.parent_id]
         permissions = self.base_permissions(member)
         if permissions & ADMINISTRATOR or permissions == ALL_PERMISSIONS:
             return ALL_PERMISSIONS
@@ -565,6 +588,12 @@ class FakeDiscord:
         channel = Channel(snowflake(), name, guild.id, overwrites or [], position=len(guild.channels))
         guild.channels[channel.id] = channel
         return channel
+
+    def add_thread(self, guild: Guild, parent: Channel, name: str) -> Channel:
+        """An active public thread in ``parent`` (sent in GUILD_CREATE's ``threads``)."""
+        thread = Channel(snowflake(), name, guild.id, parent_id=parent.id)
+        guild.channels[thread.id] = thread
+        return thread
 
     def add_member(
         self,

@@ -179,3 +179,63 @@ async def test_a_stored_value_tally_cannot_read_is_logged_and_the_default_used(w
     assert post.content.startswith("`xp` · 3 (default)")
     assert f"guild {world.guild.id}: the stored xp cannot be read" in bot.log
     assert "has a setting this Tally does not know ('sparkles')" in bot.log
+
+
+async def test_noxp_channels_and_roles_earn_nothing_and_a_thread_follows_its_channel(world, tally, storage):
+    fake = world.fake
+    bots = fake.add_channel(world.guild, "bot-commands")
+    thread = fake.add_thread(world.guild, bots, "a thread")
+    muted = fake.add_role(world.guild, "Muted")
+    world.guild.members[world.carol.id].roles.append(muted.id)
+    bot = await tally(XP_PER_MESSAGE="10")
+    assert (
+        await world.ask(world.mod, f"!noxp add <#{bots.id}>")
+    ).content == f"Messages in <#{bots.id}> no longer earn XP."
+    post = await world.ask(world.mod, "!settings noxp add Muted")
+    assert post.content == f"Members with <@&{muted.id}> no longer earn XP."
+    for channel in (bots, thread, world.general):
+        await world.say(world.alice, "chat", channel)
+    await world.say(world.carol, "chat")
+    listing = await world.ask(world.alice, "!noxp")
+    assert listing.content == f"No XP in: <#{bots.id}>, <@&{muted.id}>."
+    assert field(await world.ask(world.alice, "!level"), "Total XP") == "10"  # only #general counted
+    assert "hasn't earned any XP" in (await world.ask(world.alice, "!level carol")).content
+    assert await bot.stop() == 0
+    await tally(XP_PER_MESSAGE="10")  # kept across a restart
+    await world.ask(world.mod, f"!noxp remove <#{bots.id}>")
+    await world.say(world.alice, "chat", thread)
+    assert field(await world.ask(world.alice, "!level"), "Total XP") == "20"
+    assert (await world.ask(world.alice, "!noxp add Muted")).content.startswith("You need the Manage Server")
+
+
+async def test_multipliers_multiply_channel_by_the_highest_role_and_round(world, tally):
+    fake = world.fake
+    events = fake.add_channel(world.guild, "events")
+    boosters = fake.add_role(world.guild, "Boosters")
+    veterans = fake.add_role(world.guild, "Veterans")
+    world.guild.members[world.alice.id].roles += [boosters.id, veterans.id]
+    await tally(XP_PER_MESSAGE="5")
+    assert (await world.ask(world.mod, f"!multipliers <#{events.id}> 2")).content == (
+        f"XP multiplier for <#{events.id}>: ×2."
+    )
+    await world.ask(world.mod, "!multipliers Boosters 1.5")
+    await world.ask(world.mod, "!settings multipliers Veterans 1.3")
+    await world.say(world.alice, "chat", events)  # 5 x 2 x 1.5 (the highest role) = 15
+    await world.say(world.alice, "chat")  # 5 x 1.5 = 7.5, rounded to 8
+    await world.say(world.bob, "chat", events)  # no role: 5 x 2 = 10
+    assert field(await world.ask(world.alice, "!level"), "Total XP") == "23"
+    assert field(await world.ask(world.bob, "!level"), "Total XP") == "10"
+    listing = await world.ask(world.alice, "!multipliers")
+    assert listing.content.startswith(f"XP multipliers: <#{events.id}> ×2, ")
+    assert "the highest applies" in listing.content
+    for bad in ("10.5", "-1", "1.25", "lots", "nan"):
+        post = await world.ask(world.mod, f"!multipliers Boosters {bad}")
+        assert post.content == (
+            "That won't work: a multiplier is a number from 0 to 10 in steps of 0.1, such as 1.5 (0 earns nothing)."
+        ), bad
+    await world.ask(world.mod, f"!multipliers <#{events.id}> 0")  # 0: nothing, and no cooldown started
+    await world.say(world.bob, "chat", events)
+    assert field(await world.ask(world.bob, "!level"), "Total XP") == "10"
+    await world.ask(world.mod, "!multipliers Boosters reset")
+    post = await world.ask(world.alice, "!settings multipliers")
+    assert post.content.startswith(f"`multipliers` · <#{events.id}> ×0, <@&{veterans.id}> ×1.3\n")
