@@ -6,11 +6,16 @@ server_settings.py: this module is only the command members type.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import discord
 from discord.ext import commands
 
 from chat import plain
+from rewards import role_problem
 from server_settings import (
+    MAX_LEVEL,
+    MAX_REWARDS,
     MAX_TARGETS,
     MULTIPLIER_RULE,
     SETTINGS,
@@ -22,8 +27,10 @@ from server_settings import (
     noxp_text,
     parse_multiplier,
     render,
+    rewards_text,
 )
 
+KEYWORD_SETTINGS = ("curve", "rewards-mode", "rewards-on-rejoin")  # typed in any case
 CHANNEL_SETTINGS = {"levelup": ("here", "dm", "off"), "modlog": ("off",)}  # settings a #channel can be
 
 
@@ -68,6 +75,9 @@ class ServerSettingsCommands(commands.Cog, name="Settings"):
             action, _, target = value.partition(" ")
             await self._change_noxp(ctx, action.lower(), target.strip())
             return
+        if setting.name == "rewards" and value.lower() != "reset":
+            await ctx.send(f"Use `{prefix}rewards add <level> <role>` or `{prefix}rewards remove <level|role>`.")
+            return
         if setting.name == "multipliers" and value.lower() != "reset":  # !settings multipliers @role 1.5
             target, _, factor = value.rpartition(" ")
             await self._change_multiplier(ctx, target.strip(), factor)
@@ -86,7 +96,7 @@ class ServerSettingsCommands(commands.Cog, name="Settings"):
                 await ctx.send(f"I can't post in {channel.mention}: give me Send Messages there first.")
                 return
             value = str(channel.id)
-        elif setting.name in CHANNEL_SETTINGS:
+        elif setting.name in CHANNEL_SETTINGS or setting.name in KEYWORD_SETTINGS:
             value = value.lower()
         try:
             current = await self.cache.set(ctx.guild.id, setting.name, value)
@@ -221,6 +231,81 @@ class ServerSettingsCommands(commands.Cog, name="Settings"):
             await ctx.send(f"That won't work: {refused}.")
             return
         await ctx.send(f"XP multiplier for {target.mention}: ×{factor_text(tenths)}.")
+
+    # -- role rewards ------------------------------------------------------------------------
+
+    @commands.group(name="rewards", invoke_without_command=True, usage="[add <level> <role> | remove <level|role>]")
+    @commands.guild_only()
+    async def rewards(self, ctx: commands.Context) -> None:
+        """List the roles members earn by level; `rewards add|remove|mode` changes them (Manage Server)."""
+        current = self.cache.of(ctx.guild.id)
+        if not current.rewards:
+            await ctx.send(f"No reward roles yet. Add one with `{ctx.clean_prefix}rewards add <level> <role>`.")
+            return
+        lines = [f"level {level:,}: <@&{role_id}>" for level, role_id in current.rewards]
+        mode = (
+            "members keep every reward role they reach"
+            if current.rewards_mode == "stack"
+            else ("members keep only the highest level's reward roles")
+        )
+        await ctx.send(f"**Reward roles** ({current.rewards_mode}: {mode})\n" + "\n".join(lines))
+
+    @rewards.command(name="add")
+    @commands.guild_only()
+    @commands.has_guild_permissions(manage_guild=True)
+    async def rewards_add(
+        self, ctx: commands.Context, level: commands.Range[int, 0, MAX_LEVEL], *, role: discord.Role
+    ) -> None:
+        """Give a role to members who reach a level (Manage Server)."""
+        if problem := role_problem(ctx.guild, role.id):
+            await ctx.send(f"I can't use {role.mention} as a reward: {problem}.")
+            return
+
+        def change(current: ServerSettings) -> str:
+            rewards = [(at, role_id) for at, role_id in current.rewards if role_id != role.id] + [(level, role.id)]
+            if len(rewards) > MAX_REWARDS:
+                raise SettingRefused(f"a server can have at most {MAX_REWARDS} reward roles")
+            return rewards_text(rewards)
+
+        try:
+            await self.cache.edit(ctx.guild.id, "rewards", change)
+        except SettingRefused as refused:
+            await ctx.send(f"That won't work: {refused}.")
+            return
+        await ctx.send(f"Members who reach level {level:,} get {role.mention}.")
+
+    @rewards.command(name="remove")
+    @commands.guild_only()
+    @commands.has_guild_permissions(manage_guild=True)
+    async def rewards_remove(self, ctx: commands.Context, *, level_or_role: str) -> None:
+        """Stop rewarding a role, or every role of a level (Manage Server)."""
+        current = self.cache.of(ctx.guild.id)
+        if level_or_role.isdigit() and any(at == int(level_or_role) for at, _ in current.rewards):
+            level = int(level_or_role)
+            gone = [role_id for at, role_id in current.rewards if at == level]
+        else:
+            try:
+                role = await commands.RoleConverter().convert(ctx, level_or_role)
+            except commands.BadArgument:
+                role = None
+            gone = [role.id] if role is not None and any(r == role.id for _, r in current.rewards) else []
+            if not gone:
+                await ctx.send(f"No level or role called {plain(level_or_role, 100)} has a reward role.")
+                return
+        await self.cache.edit(
+            ctx.guild.id,
+            "rewards",
+            lambda latest: rewards_text([(at, r) for at, r in latest.rewards if r not in gone]) or None,
+        )
+        await ctx.send(f"No longer a reward: {', '.join(f'<@&{role_id}>' for role_id in gone)}.")
+
+    @rewards.command(name="mode")
+    @commands.guild_only()
+    @commands.has_guild_permissions(manage_guild=True)
+    async def rewards_mode(self, ctx: commands.Context, mode: Literal["stack", "replace"]) -> None:
+        """stack: keep every reward role reached; replace: only the highest level's (Manage Server)."""
+        await self.cache.set(ctx.guild.id, "rewards-mode", mode)
+        await ctx.send(f"Reward roles: {mode}.")
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -26,6 +26,7 @@ import levels
 from chat import YOU, Page, TallyContext, only_pages, plain, safe_send
 from config import ConfigError, Settings, database_target, load_settings
 from db import Database, DatabaseBusy, DatabaseRefused, DatabaseUnavailable
+from rewards import RoleRewards
 from server_settings import ServerSettings, ServerSettingsCache, SettingRefused, render
 from storage.copy import copy_data
 from xp import XpTracker
@@ -79,6 +80,7 @@ class Tally(commands.AutoShardedBot):
         self.db = db
         self.server_settings = ServerSettingsCache(db, settings)  # each server's, in memory
         self._curves = {name: levels.curve(name) for name in levels.CURVE_NAMES}
+        self.rewards = RoleRewards()
         self.xp = XpTracker(
             db,
             xp_per_message=settings.xp_per_message,
@@ -152,12 +154,15 @@ class Tally(commands.AutoShardedBot):
         if reward:
             # queued with the XP that earned them: as durable as that XP, even while the database is busy
             self.xp.add_coins(message.guild.id, author.id, author.display_name, reward)
+        given = await self.rewards.align(
+            author, new_level, server, reason=f"reached level {new_level}", tell=message.channel
+        )
         if server.levelup == "off":
             return
         board = await self.xp.board(message.guild.id)
-        text = render(
-            server.levelup_message, author, message.guild, old_level, new_level, after, board.rank_of(author.id)
-        )
+        rank = board.rank_of(author.id)
+        template = server.levelup_role_message if given else server.levelup_message
+        text = render(template, author, message.guild, old_level, new_level, after, rank, given)
         if reward:
             text += f" (+{reward:,} coins)"
         await self.announce(message, server, text)
@@ -175,6 +180,16 @@ class Tally(commands.AutoShardedBot):
         if server.levelup == "channel":
             channel = message.guild.get_channel(server.levelup_channel) or channel  # a deleted channel: here
         await safe_send(channel, text, allowed_mentions=ping)
+
+    async def on_member_join(self, member: discord.Member) -> None:
+        """A member who comes back gets the reward roles their XP earned, unless the server turned that off."""
+        server = self.settings_of(member.guild)
+        if not server.rewards or not server.rewards_on_rejoin or member.bot:
+            return
+        xp = (await self.xp.board(member.guild.id)).xp_of(member.id)
+        if xp:
+            level = self._curves[server.curve].level_for(xp)
+            await self.rewards.align(member, level, server, reason="rejoined: reward roles of their level")
 
     async def on_ready(self) -> None:
         per_shard = {shard_id: 0 for shard_id in self.shards}

@@ -19,7 +19,7 @@ import asyncio
 import dataclasses
 import logging
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -65,7 +65,19 @@ class ServerSettings:
     # XP multipliers in tenths (15 is x1.5, 0 earns nothing), per channel and per role.
     channel_multipliers: dict[int, int] = dataclasses.field(default_factory=dict)
     role_multipliers: dict[int, int] = dataclasses.field(default_factory=dict)
+    # Role rewards: (level, role ID) pairs in level order; several roles may share a level.
+    rewards: tuple[tuple[int, int], ...] = ()
+    rewards_mode: str = "stack"  # "stack": keep every reward earned; "replace": only the highest level's
+    rewards_on_rejoin: bool = True  # a member who comes back gets their reward roles again
     changed: frozenset[str] = frozenset()  # the settings this server set itself
+
+    def reward_roles(self, level: int) -> set[int]:
+        """The reward roles a member at ``level`` should hold, by the server's mode."""
+        reached = [(at, role_id) for at, role_id in self.rewards if at <= level]
+        if self.rewards_mode == "replace" and reached:
+            top = reached[-1][0]
+            return {role_id for at, role_id in reached if at == top}
+        return {role_id for _, role_id in reached}
 
     @property
     def has_xp_rules(self) -> bool:
@@ -77,11 +89,10 @@ class ServerSettings:
         if channel_id in self.noxp_channels:
             return 0
         channel_tenths, role_tenths = self.channel_multipliers.get(channel_id, 10), 10
-        if self.noxp_roles or self.role_multipliers:
-            role_ids = {role.id for role in member.roles}
-            if role_ids & self.noxp_roles:
+        if self.noxp_roles or self.role_multipliers:  # a bisection per rule, no Role objects built
+            if any(member.get_role(role_id) is not None for role_id in self.noxp_roles):
                 return 0
-            by_role = [self.role_multipliers[role_id] for role_id in role_ids if role_id in self.role_multipliers]
+            by_role = [tenths for role_id, tenths in self.role_multipliers.items() if member.get_role(role_id)]
             if by_role:
                 role_tenths = max(by_role)
         return (amount * channel_tenths * role_tenths + 50) // 100  # to the nearest whole XP, halves up
@@ -199,6 +210,40 @@ def multipliers_text(channels: dict[int, int], roles: dict[int, int]) -> str:
     )
 
 
+MAX_REWARDS = 50
+MAX_LEVEL = 1_000_000
+
+
+def _read_rewards(text: str) -> dict:
+    rewards = set()
+    for item in filter(None, text.split(",")):
+        level, _, role = item.partition(":")
+        rewards.add((_whole(level, 0, MAX_LEVEL, "a level"), _whole(role, 1, 2**63 - 1, "a role")))
+    if len(rewards) > MAX_REWARDS:
+        raise ValueError(f"a server can have at most {MAX_REWARDS} reward roles")
+    if len({role for _, role in rewards}) != len(rewards):
+        raise ValueError("a role can be the reward of one level only")
+    return {"rewards": tuple(sorted(rewards))}
+
+
+def rewards_text(rewards: Iterable[tuple[int, int]]) -> str:
+    """Role rewards as stored."""
+    return ",".join(f"{level}:{role_id}" for level, role_id in sorted(rewards))
+
+
+def _show_rewards(s: ServerSettings) -> str:
+    return ", ".join(f"level {level:,}: <@&{role_id}>" for level, role_id in s.rewards) or "none"
+
+
+def _read_choice(field: str, choices: dict[str, object]) -> Callable[[str], dict]:
+    def read(text: str) -> dict:
+        if text not in choices:
+            raise ValueError(f"it is one of {', '.join(choices)}")
+        return {field: choices[text]}
+
+    return read
+
+
 def _show_noxp(s: ServerSettings) -> str:
     shown = [f"<#{c}>" for c in sorted(s.noxp_channels)] + [f"<@&{r}>" for r in sorted(s.noxp_roles)]
     return ", ".join(shown) or "none"
@@ -308,6 +353,27 @@ SETTINGS: dict[str, Setting] = {
             _read_multipliers,
             _show_multipliers,
         ),
+        Setting(
+            "rewards",
+            "Roles members earn at a level: rewards add <level> <role>, rewards remove <level|role>.",
+            "add 10 @Regulars",
+            _read_rewards,
+            _show_rewards,
+        ),
+        Setting(
+            "rewards-mode",
+            "stack (keep every reward role earned) or replace (keep only the highest level's).",
+            "replace",
+            _read_choice("rewards_mode", {"stack": "stack", "replace": "replace"}),
+            lambda s: s.rewards_mode,
+        ),
+        Setting(
+            "rewards-on-rejoin",
+            "on: a member who leaves and comes back gets their reward roles again; off (servers with verification).",
+            "off",
+            _read_choice("rewards_on_rejoin", {"on": True, "off": False}),
+            lambda s: "on" if s.rewards_on_rejoin else "off",
+        ),
     )
 }
 
@@ -410,7 +476,7 @@ def render(
     level: int,
     xp: int,
     rank: int | None,
-    role: discord.Role | None = None,
+    roles: list[discord.Role] = (),
 ) -> str:
     """A level-up template filled in, within Discord's message limit.
 
@@ -425,6 +491,6 @@ def render(
         "xp": f"{xp:,}",
         "rank": f"#{rank:,}" if rank else "unranked",
         "server": plain(guild.name),
-        "role": plain(role.name) if role is not None else "",
+        "role": ", ".join(plain(role.name) for role in roles),
     }
     return cut(template.format_map(values), MAX_CONTENT)

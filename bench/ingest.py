@@ -4,7 +4,7 @@ Builds realistic compressed MESSAGE_CREATE frames (about 1 KB each, 50 guilds,
 thousands of members, skewed activity) and feeds them through discord.py's
 real gateway receive path (``DiscordWebSocket.received_message``: transport
 decompression, JSON, parsing, dispatch) in one process, for four variants,
-alternated over several rounds (in each round: a, b, d, c):
+alternated over several rounds (in each round: a, b, d, e, c):
 
   a  a bare ``commands.Bot`` configured like Tally, with no XP listener: the ceiling
   b  Tally: the real ``Tally`` bot with its real listener and a real database
@@ -13,11 +13,15 @@ alternated over several rounds (in each round: a, b, d, c):
      own on the server (created for the run, emptied before each round,
      dropped at the end), flushing every second over the network, timed
      until every pending XP gain is written
+  e  Tally as in b, every server with per-server rules configured: XP drawn
+     from 15-25, 20 no-XP channels, 2 no-XP roles, multipliers on 2 channels
+     and 4 roles (members hold 2 of their server's 8 roles), and 20 reward
+     levels: what a busy, fully set-up server asks of the message path
   c  the seed chapter's tutorial handler: connect, INSERT OR IGNORE, UPDATE,
      commit for every message
 
 It prints messages/s for each (median over rounds), the ratios b/a, d/a,
-d/b and b/c, the worst event-loop stall seen during b and d, and how many
+d/b, e/a, e/b and b/c, the worst event-loop stall seen during b and d, and how many
 flushes wrote something in each round of b and d. The frames are built
 before the rounds and frozen out of the garbage collector's way
 (``gc.freeze``), so a collection's pause is the bot's, not the bench's.
@@ -70,6 +74,7 @@ from common import (  # noqa: E402
     messages,
     random_guild,
     ready_and_guilds,
+    snowflake,
 )
 from discord import utils  # noqa: E402
 from discord.ext import commands  # noqa: E402
@@ -138,6 +143,38 @@ async def tally_bot(folder: Path, database_url: str | None = None) -> tuple[comm
     return bot, db
 
 
+def server_rules(world: list[dict], rng: random.Random) -> dict[int, dict[str, str]]:
+    """Variant e's settings for each server, as ``!settings``, ``!noxp``, ``!multipliers`` and ``!rewards`` store them.
+
+    The no-XP channels are channels nobody writes in, and the no-XP roles
+    roles nobody holds: every message still earns, so e does b's work plus
+    the rules' lookups.
+    """
+    rules = {}
+    for g in world:
+        quiet = [snowflake(rng) for _ in range(20)]
+        roles = g["roles"]
+        rules[g["id"]] = {
+            "xp": "15-25",
+            "noxp": ",".join([f"channel:{c}" for c in quiet] + [f"role:{snowflake(rng)}" for _ in range(2)]),
+            "multipliers": ",".join(
+                [f"channel:{g['channels'][0]}=1.5", f"channel:{g['channels'][1]}=2"]
+                + [f"role:{role}={factor}" for role, factor in zip(roles[:4], ("1.2", "1.5", "2", "0.5"), strict=True)]
+            ),
+            "rewards": ",".join(f"{level * 5}:{snowflake(rng)}" for level in range(1, 21)),
+        }
+    return rules
+
+
+async def ruled_tally_bot(folder: Path, rules: dict[int, dict[str, str]]) -> tuple[commands.Bot, object]:
+    """Tally on a new SQLite file with every server's rules stored, read at start-up as always."""
+    bot, db = await tally_bot(folder)
+    for guild_id, settings in rules.items():
+        for name, value in settings.items():
+            await db.set_setting(guild_id, name, value)
+    return bot, db
+
+
 async def tutorial_bot(folder: Path) -> tuple[commands.Bot, object]:
     """The seed chapter's handler, as written there (with its 10 XP per message)."""
     path = folder / "database.db"
@@ -167,7 +204,7 @@ async def tutorial_bot(folder: Path) -> tuple[commands.Bot, object]:
 
 
 VARIANTS = {"a": ("bare discord.py", bare_bot), "b": ("Tally", tally_bot), "c": ("tutorial", tutorial_bot)}
-ROUND_ORDER = "abdc"  # d (Tally on PostgreSQL) is added by main() when a server answers
+ROUND_ORDER = "abdec"  # d (Tally on PostgreSQL) is added by main() when a server answers; e by main()
 
 
 # -- feeding and timing ---------------------------------------------------------------
@@ -265,6 +302,7 @@ async def main() -> None:
     )
 
     variants = dict(VARIANTS)
+    variants["e"] = ("Tally, rules set", functools.partial(ruled_tally_bot, rules=server_rules(world, rng)))
     name = f"tally_bench_ingest_{os.getpid()}"
     url = await create_database(
         POSTGRES_ADMIN_URL, name, "(d) skipped: no PostgreSQL server answers at {server} ({error})"
@@ -302,10 +340,13 @@ async def main() -> None:
             f"d/a = {per_round(rates, 'd', 'a'):.2f}   (target >= 0.85, as for SQLite; median of the per-round ratios)"
         )
         print(f"d/b = {per_round(rates, 'd', 'b'):.2f}   (PostgreSQL against SQLite; median of the per-round ratios)")
+    print(f"e/a = {per_round(rates, 'e', 'a'):.2f}   (target >= 0.85 with every server's rules set)")
+    print(f"e/b = {per_round(rates, 'e', 'b'):.2f}   (the rules' cost on the message path)")
     print(f"b/c = {per_round(rates, 'b', 'c'):.0f}   (target >= 40; median of the per-round ratios)")
     print(f"worst event-loop stall during b: {max(stalls['b']) * 1000:.1f} ms   (target <= 20 ms)")
     if "d" in stalls:
         print(f"worst event-loop stall during d: {max(stalls['d']) * 1000:.1f} ms   (target <= 20 ms)")
+    print(f"worst event-loop stall during e: {max(stalls['e']) * 1000:.1f} ms   (target <= 20 ms)")
     print(f"  (for comparison, during a: {max(stalls['a']) * 1000:.1f} ms, during c: {max(stalls['c']) * 1000:.1f} ms)")
 
 

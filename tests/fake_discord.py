@@ -26,20 +26,46 @@ What it speaks
   to 4,096, up to 25 fields, each with a name (up to 256) and a value (up to
   1,024), footer text up to 2,048, author name up to 256; and up to 6,000 of
   those characters across all of a message's embeds; see
-  :func:`message_problems`), creating DM channels, fetching members.
+  :func:`message_problems`), creating DM channels, fetching members, kicks and
+  bans, and changing a member's roles: PUT/DELETE
+  /guilds/{guild}/members/{user}/roles/{role} (204) and PATCH
+  /guilds/{guild}/members/{user} with ``roles`` (replacing them) and ``nick``
+  (200 with the member), with Discord's checks and errors: 10004 Unknown Guild,
+  10007 Unknown Member, 10011 Unknown Role, 403/50013 without Manage Roles, for
+  a role at or above the bot's highest, a managed role or @everyone.
+  Each change dispatches GUILD_MEMBER_UPDATE (GUILD_MEMBERS intent) to the
+  guild's shard; a change to nothing dispatches nothing.
   Every other route answers 404 and is listed in ``unknown_routes``.
+  Rate limits: :meth:`FakeDiscord.limit` limits a route bucket per guild (or
+  every request, "global"); over it, 429 with Discord's body and headers
+  (``Retry-After``, ``X-RateLimit-*``, ``X-RateLimit-Scope``), and under it the
+  ``X-RateLimit-*`` headers discord.py reads to wait before it is refused.
+  Every answer carries ``Via: 1.1 google``, as Discord's do.
+  World changes made in Discord by others: :meth:`FakeDiscord.member_join`
+  (GUILD_MEMBER_ADD), :meth:`FakeDiscord.member_leave` (GUILD_MEMBER_REMOVE),
+  :meth:`FakeDiscord.update_member` (GUILD_MEMBER_UPDATE),
+  :meth:`FakeDiscord.delete_role` (GUILD_ROLE_DELETE), and
+  :meth:`FakeDiscord.update_roles` / :meth:`FakeDiscord.move_role` after a test
+  changed roles directly (GUILD_ROLE_UPDATE, or GUILD_ROLE_CREATE for a role
+  added while the bot runs).
 
 What it records
   ``requests``: every REST call (method, path, JSON body). ``posts``: every
   message the bot posted, in order, with the users and roles it would ping
-  under Discord's allowed-mentions rules (:func:`pinged`).
+  under Discord's allowed-mentions rules (:func:`pinged`). ``audit_log``: the
+  bot's kicks, bans and member changes with their ``X-Audit-Log-Reason``.
+  ``rate_limited``: every 429 served; ``bucket_requests``: every request counted
+  against a limited bucket, ``early`` if it came after a 429 and before that
+  bucket's reset (its client did not honour ``retry_after``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
+import math
 import re
 import time
 import urllib.parse
@@ -61,6 +87,9 @@ MANAGE_MESSAGES = 1 << 13
 EMBED_LINKS = 1 << 14
 KICK_MEMBERS = 1 << 1
 BAN_MEMBERS = 1 << 2
+CHANGE_NICKNAME = 1 << 26
+MANAGE_NICKNAMES = 1 << 27
+MANAGE_ROLES = 1 << 28
 ALL_PERMISSIONS = (1 << 53) - 1
 EVERYONE_DEFAULT = VIEW_CHANNEL | SEND_MESSAGES | EMBED_LINKS | (1 << 16)  # + read message history
 
@@ -117,6 +146,17 @@ def error_response(status: int, code: int, message: str) -> web.Response:
     return json_response({"message": message, "code": code}, status)
 
 
+def missing_permissions() -> web.Response:
+    return error_response(403, 50013, "Missing Permissions")
+
+
+class _Unset:
+    """The type of :data:`UNSET`: an argument not given, where None is a value (no nickname)."""
+
+
+UNSET = _Unset()
+
+
 @dataclass
 class User:
     id: int
@@ -145,9 +185,11 @@ class Role:
     name: str
     permissions: int = 0
     position: int = 0
+    managed: bool = False  # an integration's or a bot's role: nobody can give it or take it away
+    tags: dict[str, Any] = field(default_factory=dict)  # {"bot_id": ...} for a bot's own role
 
     def payload(self) -> dict[str, Any]:
-        return {
+        data = {
             "id": str(self.id),
             "name": self.name,
             "color": 0,
@@ -157,10 +199,13 @@ class Role:
             "unicode_emoji": None,
             "position": self.position,
             "permissions": str(self.permissions),
-            "managed": False,
+            "managed": self.managed,
             "mentionable": False,
             "flags": 0,
         }
+        if self.tags:  # Discord sends ``tags`` only when the role has some
+            data["tags"] = dict(self.tags)
+        return data
 
 
 @dataclass
@@ -375,6 +420,23 @@ EMBED_PART_LIMITS = {("footer", "text"): 2048, ("author", "name"): 256}
 FIELD_LIMITS = {"name": 256, "value": 1024}
 
 
+MAX_NICK_LENGTH = 32
+
+
+def _role_list_problems(roles: Any) -> dict[str, Any] | None:
+    """Discord's nested ``errors`` for a ``roles`` field that is not a list of snowflakes, or None."""
+    if roles is None:
+        return None
+    if not isinstance(roles, list):
+        return {"roles": _errors("LIST_TYPE_CONVERT", "Only iterables may be used in a ListType")}
+    bad = {
+        str(i): _errors("NUMBER_TYPE_COERCE", f'Value "{r}" is not snowflake.')
+        for i, r in enumerate(roles)
+        if isinstance(r, bool) or not str(r).isdigit()
+    }
+    return {"roles": bad} if bad else None
+
+
 def _errors(code: str, message: str) -> dict[str, Any]:
     """One leaf of Discord's nested form errors."""
     return {"_errors": [{"code": code, "message": message}]}
@@ -476,6 +538,66 @@ class Post:
         return "\n".join(p for p in parts if p)
 
 
+# Rate limits (https://discord.com/developers/docs/topics/rate-limits)
+# A route bucket, as :meth:`FakeDiscord.limit` names it, and the routes it covers: per route and
+# major parameter (the guild), as Discord counts. "global" covers every request and is per bot.
+RATE_LIMIT_BUCKETS = {
+    "member_roles": "PUT and DELETE /guilds/{guild_id}/members/{user_id}/roles/{role_id}, "
+    "PATCH /guilds/{guild_id}/members/{user_id}",
+    "global": "every REST request",
+}
+RATE_LIMITED_MESSAGE = "You are being rate limited."
+
+
+def bucket_hash(bucket: str) -> str:
+    """The ``X-RateLimit-Bucket`` of a bucket: an opaque string, the same for every guild."""
+    return hashlib.md5(bucket.encode(), usedforsecurity=False).hexdigest()
+
+
+def _ms_ceil(seconds: float) -> float:
+    """Seconds rounded up to Discord's millisecond precision: a client that waits this long is late enough."""
+    return math.ceil(seconds * 1000) / 1000
+
+
+@dataclass
+class RateLimitHit:
+    """A 429 the fake served."""
+
+    bucket: str  # a key of RATE_LIMIT_BUCKETS
+    guild_id: int | None  # the major parameter; None for the global limit
+    method: str
+    path: str
+    at: float  # FakeDiscord.clock() when it was served
+    retry_after: float  # what the body said
+    reset_at: float  # FakeDiscord.clock() when the bucket resets
+
+    @property
+    def is_global(self) -> bool:
+        return self.bucket == "global"
+
+
+@dataclass
+class BucketRequest:
+    """A request counted against a limited bucket, and whether it honoured an earlier 429."""
+
+    bucket: str
+    guild_id: int | None
+    method: str
+    path: str
+    at: float  # FakeDiscord.clock() on arrival
+    status: int  # what the fake answered (429 when over the limit)
+    early: bool  # it came after a 429 of this bucket and before that 429's reset: retry_after was not honoured
+
+
+@dataclass
+class _Window:
+    """One bucket's current window, for one major parameter."""
+
+    reset_at: float
+    remaining: int
+    limited_until: float = 0.0  # the reset of this window once a 429 was served in it
+
+
 class Session:
     """One gateway session: survives a dropped socket so it can be RESUMEd."""
 
@@ -550,7 +672,19 @@ class FakeDiscord:
         self.requests: list[tuple[str, str, Any]] = []
         self.unknown_routes: list[str] = []
         self.posts: list[Post] = []
-        self.audit_log: list[dict[str, Any]] = []  # kicks and bans, with their X-Audit-Log-Reason
+        # What the bot did, with its X-Audit-Log-Reason: kicks and bans ({"guild_id", "action", "target_id",
+        # "reason"}), role changes ("member_role_update", with "added" and "removed" role IDs) and
+        # nickname changes ("member_update", with "nick").
+        self.audit_log: list[dict[str, Any]] = []
+        # Rate limits: see limit(). clock() is the time they are counted in (time.monotonic, the
+        # clock asyncio and discord.py wait on); a test may replace it to move time by hand.
+        self.clock = time.monotonic
+        self.limits: dict[str, tuple[int, float]] = {}  # bucket -> (requests, per seconds)
+        self._windows: dict[tuple[str, int | None], _Window] = {}
+        # Each guild's roles as the gateway was last told of them (GUILD_CREATE, GUILD_ROLE_*), for update_roles()
+        self._roles_told: dict[int, dict[int, dict[str, Any]]] = {}
+        self.rate_limited: list[RateLimitHit] = []  # every 429 served, in order
+        self.bucket_requests: list[BucketRequest] = []  # every request counted against a limited bucket
         self.identifies: list[dict[str, Any]] = []
         self.compressions: list[str | None] = []  # per gateway connection, as the client asked
         self.resumes = 0
@@ -579,10 +713,79 @@ class FakeDiscord:
         self.users[user.id] = user
         return user
 
-    def add_role(self, guild: Guild, name: str, permissions: int = 0, position: int = 1) -> Role:
-        role = Role(snowflake(), name, permissions, position)
+    def add_role(
+        self,
+        guild: Guild,
+        name: str,
+        permissions: int = 0,
+        position: int = 1,
+        *,
+        managed: bool = False,
+        bot: User | None = None,
+    ) -> Role:
+        """A role; ``managed=True`` makes an integration's role, ``bot=user`` that bot's own (managed) role.
+
+        Discord tags a managed role with the ``bot_id`` or ``integration_id`` it belongs to;
+        nobody, the owner included, can give a managed role to a member or take it away.
+        """
+        tags: dict[str, Any] = {}
+        if bot is not None:
+            tags = {"bot_id": str(bot.id)}
+        elif managed:
+            tags = {"integration_id": str(snowflake())}
+        role = Role(snowflake(), name, permissions, position, managed=managed or bot is not None, tags=tags)
         guild.roles[role.id] = role
         return role
+
+    async def delete_role(self, guild: Guild, role: Role) -> None:
+        """Someone deletes ``role`` in Discord: it leaves the guild and every member; GUILD_ROLE_DELETE is dispatched.
+
+        As on Discord, no GUILD_MEMBER_UPDATE follows for the members who had it.
+        """
+        if role.id == guild.id:
+            raise ValueError("the @everyone role cannot be deleted")
+        del guild.roles[role.id]
+        self._roles_told.get(guild.id, {}).pop(role.id, None)
+        for member in guild.members.values():
+            if role.id in member.roles:
+                member.roles.remove(role.id)
+        await self.dispatch("GUILD_ROLE_DELETE", {"guild_id": str(guild.id), "role_id": str(role.id)}, INTENT_GUILDS)
+
+    async def update_roles(self, guild: Guild, *roles: Role) -> list[str]:
+        """Someone edited roles in Server Settings: tell the gateway what a test changed directly.
+
+        A test changes a :class:`Role` (``permissions``, ``position``, ...) or adds one with
+        :meth:`add_role` while the bot runs, then calls this: each role the gateway was told of in
+        another shape gets GUILD_ROLE_UPDATE ``{guild_id, role}``, and each it was never told of
+        GUILD_ROLE_CREATE (GUILDS intent), as Discord sends them. With ``roles``, those roles are
+        sent even if unchanged. Returns the events sent, in order.
+        """
+        told = self._roles_told.get(guild.id)
+        if told is None:  # no session has been sent the guild yet: its GUILD_CREATE will carry the roles
+            return []
+        explicit = {role.id for role in roles}
+        sent = []
+        for role in guild.roles.values():
+            payload = role.payload()
+            if role.id not in explicit and told.get(role.id) == payload:
+                continue
+            event = "GUILD_ROLE_UPDATE" if role.id in told else "GUILD_ROLE_CREATE"
+            told[role.id] = payload
+            await self.dispatch(event, {"guild_id": str(guild.id), "role": payload}, INTENT_GUILDS)
+            sent.append(event)
+        return sent
+
+    async def update_role_permissions(self, guild: Guild, *roles: Role) -> list[str]:
+        """After a test changed roles' permissions directly: the same as :meth:`update_roles`."""
+        return await self.update_roles(guild, *roles)
+
+    async def move_role(self, guild: Guild, role: Role, position: int) -> None:
+        """Someone drags ``role`` to ``position`` in Server Settings: GUILD_ROLE_UPDATE.
+
+        Only this role moves (Discord would also shift the roles between, and update each).
+        """
+        role.position = position
+        await self.update_roles(guild, role)
 
     def add_channel(self, guild: Guild, name: str = "general", overwrites: list[Overwrite] | None = None) -> Channel:
         channel = Channel(snowflake(), name, guild.id, overwrites or [], position=len(guild.channels))
@@ -608,12 +811,72 @@ class FakeDiscord:
         guild.members[user.id] = Member(user, [r.id for r in roles or []], nick)
         return user
 
-    async def remove_member(self, guild: Guild, user: User) -> None:
-        """The member leaves: GUILD_MEMBER_REMOVE is dispatched."""
+    async def member_join(self, guild: Guild, user: User, roles: list[Role] | None = None) -> Member:
+        """``user`` joins ``guild`` (with ``roles``, as a role-on-join integration would give): GUILD_MEMBER_ADD."""
+        self.users.setdefault(user.id, user)
+        member = Member(user, [r.id for r in roles or []])
+        guild.members[user.id] = member
+        await self.dispatch("GUILD_MEMBER_ADD", member.payload() | {"guild_id": str(guild.id)}, INTENT_GUILD_MEMBERS)
+        return member
+
+    async def member_leave(self, guild: Guild, user: User) -> None:
+        """The member leaves (or is kicked or banned): GUILD_MEMBER_REMOVE is dispatched."""
         del guild.members[user.id]
         await self.dispatch(
             "GUILD_MEMBER_REMOVE", {"guild_id": str(guild.id), "user": user.payload()}, INTENT_GUILD_MEMBERS
         )
+
+    async def remove_member(self, guild: Guild, user: User) -> None:
+        """The member leaves: the same as :meth:`member_leave`."""
+        await self.member_leave(guild, user)
+
+    async def update_member(
+        self, guild: Guild, user: User, *, roles: list[Role] | None = None, nick: str | None | _Unset = UNSET
+    ) -> bool:
+        """Someone changes a member in Discord's UI: ``roles`` replaces theirs, ``nick`` (None clears it).
+
+        GUILD_MEMBER_UPDATE is dispatched if anything changed; returns whether it did.
+        """
+        member = guild.members[user.id]
+        return await self._change_member(guild, member, None if roles is None else [r.id for r in roles], nick)
+
+    async def _change_member(
+        self, guild: Guild, member: Member, roles: list[int] | None, nick: str | None | _Unset = UNSET
+    ) -> bool:
+        """Apply a change; GUILD_MEMBER_UPDATE to the guild's shard if anything changed."""
+        changed = False
+        if roles is not None and set(roles) != set(member.roles):
+            member.roles = list(roles)
+            changed = True
+        if not isinstance(nick, _Unset) and nick != member.nick:
+            member.nick = nick
+            changed = True
+        if changed:
+            await self.dispatch(
+                "GUILD_MEMBER_UPDATE", member.payload() | {"guild_id": str(guild.id)}, INTENT_GUILD_MEMBERS
+            )
+        return changed
+
+    # -- rate limits -------------------------------------------------------------------
+
+    def limit(self, bucket: str, count: int | None, per_seconds: float = 1.0) -> None:
+        """Let ``count`` requests through per ``per_seconds`` in ``bucket`` (None lifts the limit).
+
+        ``bucket`` is a key of :data:`RATE_LIMIT_BUCKETS`: "member_roles" counts per guild, as
+        Discord counts per route and major parameter; "global" counts every request of the bot.
+        A window opens at the first request and lasts ``per_seconds``. Over the limit the fake answers
+        429 with Discord's body and headers; under it, a route bucket's answers carry the
+        ``X-RateLimit-*`` headers, ``Remaining`` counting down, so a client can wait before it is
+        refused. Every 429 is kept in ``rate_limited`` and every counted request in ``bucket_requests``.
+        """
+        if bucket not in RATE_LIMIT_BUCKETS:
+            raise ValueError(f"unknown bucket {bucket!r}; the fake limits {sorted(RATE_LIMIT_BUCKETS)}")
+        for key in [key for key in self._windows if key[0] == bucket]:
+            del self._windows[key]
+        if count is None:
+            self.limits.pop(bucket, None)
+        else:
+            self.limits[bucket] = (count, per_seconds)
 
     # -- running -------------------------------------------------------------------
 
@@ -688,6 +951,23 @@ class FakeDiscord:
             return None
 
         return await self.wait_for(found, timeout, f"a post after #{after}")
+
+    async def wait_for_request(
+        self, method: str, path: str, *, after: int | None = None, timeout: float = 10.0
+    ) -> tuple[str, str, Any]:
+        """The first REST request ``method path`` (as kept in ``requests``) with index >= ``after``.
+
+        Without ``after``, the first one made from this call on: the request the bot makes in
+        answer to what the test just did (a gateway event reaches the bot only after the fake's
+        ``await`` that sent it returned, so its answer cannot come before this call). An earlier
+        identical request does not count; pass ``after=0`` to count every request.
+        """
+        start = len(self.requests) if after is None else after
+
+        def found():
+            return next((r for r in self.requests[start:] if r[0] == method and r[1] == path), None)
+
+        return await self.wait_for(found, timeout, f"{method} {path} (request #{start} on)")
 
     # -- gateway -------------------------------------------------------------------
 
@@ -771,6 +1051,7 @@ class FakeDiscord:
             for guild in self.guilds.values():
                 if session.receives(guild.id):
                     await self._send_dispatch(session, "GUILD_CREATE", guild.payload())
+                    self._roles_told[guild.id] = {role.id: role.payload() for role in guild.roles.values()}
         session.ready = True
         self.ready_session = session
         await self._notify()
@@ -930,15 +1211,98 @@ class FakeDiscord:
             body = await request.json()
         path = "/" + request.match_info["tail"]
         self.requests.append((request.method, path, body))
+        response = await self._answer(request, path, body)
+        # Discord's API answers through Google's load balancer; discord.py takes a 429 without
+        # this header for a Cloudflare ban and gives up instead of waiting.
+        response.headers["Via"] = "1.1 google"
+        await self._notify()
+        return response
+
+    async def _answer(self, request: web.Request, path: str, body: Any) -> web.Response:
         if request.headers.get("Authorization") != f"Bot {self.token}":
             return error_response(401, 0, "401: Unauthorized")
+        refused, headers, counted = self._take_rate_limits(request.method, path)
+        if refused is not None:
+            return refused
         reason = request.headers.get("X-Audit-Log-Reason")
         response = await self._route(request.method, path, body, urllib.parse.unquote(reason) if reason else None)
         if response is None:
             self.unknown_routes.append(f"{request.method} {path}")
             response = error_response(404, 0, "404: Not Found")
-        await self._notify()
+        response.headers.update(headers)
+        for record in counted:
+            record.status = response.status
         return response
+
+    def _bucket_of(self, method: str, path: str) -> tuple[str, int] | None:
+        """The route bucket a request counts against, with its major parameter (the guild), if any."""
+        parts = path.strip("/").split("/")
+        if len(parts) < 4 or parts[0] != "guilds" or parts[2] != "members" or not parts[1].isdigit():
+            return None
+        if not parts[3].isdigit():  # /members/@me and the like: other routes
+            return None
+        if method in ("PUT", "DELETE") and len(parts) == 6 and parts[4] == "roles":
+            return "member_roles", int(parts[1])
+        if method == "PATCH" and len(parts) == 4:
+            return "member_roles", int(parts[1])
+        return None
+
+    def _take_rate_limits(
+        self, method: str, path: str
+    ) -> tuple[web.Response | None, dict[str, str], list[BucketRequest]]:
+        """Count a request against the global limit and its route bucket, if limited.
+
+        Returns a 429 to answer instead of the route (or None), the ``X-RateLimit-*`` headers
+        for the route's answer, and what was recorded in ``bucket_requests``.
+        """
+        counted: list[BucketRequest] = []
+        if "global" in self.limits:
+            refused, _ = self._take("global", None, method, path, counted)
+            if refused is not None:
+                return refused, {}, counted
+        bucket = self._bucket_of(method, path)
+        if bucket is None or bucket[0] not in self.limits:
+            return None, {}, counted
+        refused, headers = self._take(*bucket, method, path, counted)
+        return refused, headers, counted
+
+    def _take(
+        self, bucket: str, major: int | None, method: str, path: str, counted: list[BucketRequest]
+    ) -> tuple[web.Response | None, dict[str, str]]:
+        count, per_seconds = self.limits[bucket]
+        now = self.clock()
+        window = self._windows.get((bucket, major))
+        if window is None or now >= window.reset_at:
+            window = self._windows[(bucket, major)] = _Window(now + per_seconds, count)
+        record = BucketRequest(bucket, major, method, path, now, 429, early=now < window.limited_until)
+        self.bucket_requests.append(record)
+        counted.append(record)
+        reset_after = _ms_ceil(window.reset_at - now)
+        if window.remaining > 0:
+            window.remaining -= 1
+            if bucket == "global":  # Discord shows the global limit only on its 429s
+                return None, {}
+            return None, self._rate_limit_headers(bucket, count, window.remaining, reset_after)
+        window.limited_until = window.reset_at
+        self.rate_limited.append(RateLimitHit(bucket, major, method, path, now, reset_after, window.reset_at))
+        body = {"message": RATE_LIMITED_MESSAGE, "retry_after": reset_after, "global": bucket == "global"}
+        response = json_response(body, 429)
+        response.headers["Retry-After"] = str(math.ceil(reset_after))
+        if bucket == "global":
+            response.headers.update({"X-RateLimit-Global": "true", "X-RateLimit-Scope": "global"})
+        else:
+            response.headers.update(self._rate_limit_headers(bucket, count, 0, reset_after))
+            response.headers["X-RateLimit-Scope"] = "user"
+        return response, {}
+
+    def _rate_limit_headers(self, bucket: str, count: int, remaining: int, reset_after: float) -> dict[str, str]:
+        return {
+            "X-RateLimit-Limit": str(count),
+            "X-RateLimit-Remaining": str(remaining),
+            "X-RateLimit-Reset": f"{_ms_ceil(time.time() + reset_after):.3f}",
+            "X-RateLimit-Reset-After": f"{reset_after:.3f}",
+            "X-RateLimit-Bucket": bucket_hash(bucket),
+        }
 
     async def _route(self, method: str, path: str, body: Any, audit_reason: str | None = None) -> web.Response | None:
         parts = path.strip("/").split("/")
@@ -959,9 +1323,16 @@ class FakeDiscord:
         if method == "GET" and len(parts) == 2 and parts[0] == "users" and parts[1].isdigit():
             user = self.users.get(int(parts[1]))
             return json_response(user.payload()) if user else error_response(404, 10013, "Unknown User")
-        if method in ("DELETE", "PUT") and len(parts) == 4 and parts[0] == "guilds" and parts[2] in ("members", "bans"):
-            action = "kick" if method == "DELETE" and parts[2] == "members" else "ban"
+        if len(parts) == 4 and parts[0] == "guilds" and (method, parts[2]) in (("DELETE", "members"), ("PUT", "bans")):
+            # kick, ban (PUT on members is Add Guild Member, an OAuth2 route; DELETE on bans is an unban)
+            action = "kick" if parts[2] == "members" else "ban"
             return await self._remove(action, int(parts[1]), int(parts[3]), audit_reason)
+        ids = [int(p) if p.isdigit() else None for p in parts]
+        member_path = len(parts) >= 4 and parts[0] == "guilds" and parts[2] == "members" and None not in ids[1::2]
+        if member_path and method in ("PUT", "DELETE") and len(parts) == 6 and parts[4] == "roles":
+            return await self._member_role(method, ids[1], ids[3], ids[5], audit_reason)
+        if member_path and method == "PATCH" and len(parts) == 4:
+            return await self._modify_member(ids[1], ids[3], body, audit_reason)
         if method == "GET" and len(parts) == 4 and parts[0] == "guilds" and parts[2] == "members":
             guild = self.guilds.get(int(parts[1]))
             member = guild.members.get(int(parts[3])) if guild else None
@@ -990,6 +1361,111 @@ class FakeDiscord:
         if member is not None:
             await self.remove_member(guild, member.user)
         return web.Response(status=204)
+
+    def _role_change_refused(self, guild: Guild, roles: list[Role]) -> web.Response | None:
+        """Discord's checks on giving or taking away ``roles``: 403/50013, or None if allowed.
+
+        The bot needs Manage Roles (Administrator includes it) and may only give or take roles
+        below its own highest role (Administrator does not lift that; owning the guild does).
+        Nobody may give or take a managed role (an integration's or a bot's) or @everyone.
+        """
+        me = guild.members[self.bot_user.id]
+        if not guild.base_permissions(me) & MANAGE_ROLES:
+            return missing_permissions()
+        for role in roles:
+            if role.id == guild.id or role.managed:
+                return missing_permissions()
+            if me.user.id != guild.owner_id and role.position >= guild.top_position(me):
+                return missing_permissions()
+        return None
+
+    async def _member_role(
+        self, method: str, guild_id: int, user_id: int, role_id: int, reason: str | None
+    ) -> web.Response:
+        """Add Guild Member Role (PUT) and Remove Guild Member Role (DELETE): 204, even when nothing changes."""
+        guild = self.guilds.get(guild_id)
+        if guild is None:
+            return error_response(404, 10004, "Unknown Guild")
+        member = guild.members.get(user_id)
+        if member is None:
+            return error_response(404, 10007, "Unknown Member")
+        role = guild.roles.get(role_id)
+        if role is None:
+            return error_response(404, 10011, "Unknown Role")
+        if refused := self._role_change_refused(guild, [role]):
+            return refused
+        if method == "PUT":
+            roles = member.roles if role_id in member.roles else [*member.roles, role_id]
+        else:
+            roles = [r for r in member.roles if r != role_id]
+        await self._change_member_by_bot(guild, member, roles, UNSET, reason)
+        return web.Response(status=204)
+
+    async def _modify_member(self, guild_id: int, user_id: int, body: Any, reason: str | None) -> web.Response:
+        """Modify Guild Member: ``roles`` (replaces the member's) and ``nick``; 200 with the member."""
+        guild = self.guilds.get(guild_id)
+        if guild is None:
+            return error_response(404, 10004, "Unknown Guild")
+        member = guild.members.get(user_id)
+        if member is None:
+            return error_response(404, 10007, "Unknown Member")
+        body = body if isinstance(body, dict) else {}
+        if unsupported := sorted(set(body) - {"roles", "nick"}):
+            # mute, deaf, channel_id, communication_disabled_until, flags: not modelled here
+            self.unknown_routes.append(f"PATCH /guilds/{guild_id}/members/{user_id} with {', '.join(unsupported)}")
+            return error_response(404, 0, "404: Not Found")
+        roles: list[int] | None = None
+        if "roles" in body:
+            if (problems := _role_list_problems(body["roles"])) is not None:
+                return json_response({"code": 50035, "message": "Invalid Form Body", "errors": problems}, 400)
+            roles = list(dict.fromkeys(int(r) for r in body["roles"] or []))  # null: no roles
+            if any(r not in guild.roles for r in roles):
+                return error_response(404, 10011, "Unknown Role")
+        nick: str | None | _Unset = UNSET
+        if "nick" in body:
+            nick = body["nick"] or None  # "" or null clears the nickname
+            problem = None
+            if nick is not None and not isinstance(nick, str):
+                problem = _errors("BASE_TYPE_STRING", "Must be a string.")
+            elif nick is not None and len(nick) > MAX_NICK_LENGTH:
+                problem = _too_long(MAX_NICK_LENGTH)
+            if problem is not None:
+                return json_response({"code": 50035, "message": "Invalid Form Body", "errors": {"nick": problem}}, 400)
+        if roles is not None:
+            changed = set(roles) ^ set(member.roles)  # added or taken away: each is checked
+            if refused := self._role_change_refused(guild, [guild.roles[r] for r in sorted(changed)]):
+                return refused
+        if not isinstance(nick, _Unset) and (refused := self._nick_change_refused(guild, member)):
+            return refused
+        await self._change_member_by_bot(guild, member, roles, nick, reason)
+        return json_response(member.payload())
+
+    def _nick_change_refused(self, guild: Guild, member: Member) -> web.Response | None:
+        """Manage Nicknames, on a member whose highest role is below the bot's (never the owner);
+        the bot's own nickname needs Change Nickname (or Manage Nicknames)."""
+        me = guild.members[self.bot_user.id]
+        permissions = guild.base_permissions(me)
+        if member is me:
+            return None if permissions & (CHANGE_NICKNAME | MANAGE_NICKNAMES) else missing_permissions()
+        if not permissions & MANAGE_NICKNAMES or member.user.id == guild.owner_id:
+            return missing_permissions()
+        if me.user.id != guild.owner_id and guild.top_position(member) >= guild.top_position(me):
+            return missing_permissions()
+        return None
+
+    async def _change_member_by_bot(
+        self, guild: Guild, member: Member, roles: list[int] | None, nick: str | None | _Unset, reason: str | None
+    ) -> None:
+        """A change the bot made through REST: into the audit log (with its reason), then onto the gateway."""
+        target = {"guild_id": guild.id, "target_id": member.user.id, "reason": reason}
+        if roles is not None:
+            added = [r for r in roles if r not in member.roles]
+            removed = [r for r in member.roles if r not in roles]
+            if added or removed:
+                self.audit_log.append({**target, "action": "member_role_update", "added": added, "removed": removed})
+        if not isinstance(nick, _Unset) and nick != member.nick:
+            self.audit_log.append({**target, "action": "member_update", "nick": nick})
+        await self._change_member(guild, member, roles, nick)
 
     def _application(self) -> dict[str, Any]:
         return {

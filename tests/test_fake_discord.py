@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import discord
+import discord.gateway
+import discord.http
 import pytest
+import yarl
 
 from tests.fake_discord import (
     ADMINISTRATOR,
     EVERYONE_DEFAULT,
     INTENT_DIRECT_MESSAGES,
+    INTENT_GUILD_MEMBERS,
     INTENT_GUILD_MESSAGES,
     INTENT_GUILDS,
+    MANAGE_NICKNAMES,
+    MANAGE_ROLES,
     OP_IDENTIFY,
     OP_INVALID_SESSION,
     OP_RESUME,
@@ -22,6 +33,9 @@ from tests.fake_discord import (
     VIEW_CHANNEL,
     FakeDiscord,
     Overwrite,
+    RateLimitHit,
+    Role,
+    bucket_hash,
     pinged,
     shard_of,
 )
@@ -235,9 +249,12 @@ async def test_leading_and_trailing_whitespace_does_not_count_towards_an_embed_l
 # -- a token reset in the Developer Portal ------------------------------------------------
 
 
-async def identify(ws: aiohttp.ClientWebSocketResponse, token: str, shard: list[int] | None = None) -> None:
+async def identify(
+    ws: aiohttp.ClientWebSocketResponse, token: str, shard: list[int] | None = None, intents: int | None = None
+) -> None:
     assert (await ws.receive_json())["op"] == 10  # HELLO
-    intents = INTENT_GUILDS | INTENT_GUILD_MESSAGES | INTENT_DIRECT_MESSAGES
+    if intents is None:
+        intents = INTENT_GUILDS | INTENT_GUILD_MESSAGES | INTENT_DIRECT_MESSAGES
     properties = {"os": "linux", "browser": "tests", "device": "tests"}
     data = {"token": token, "intents": intents, "properties": properties}
     if shard is not None:
@@ -398,3 +415,641 @@ async def test_identify_with_fewer_shards_than_discord_requires_is_closed_with_4
         closed = await asyncio.wait_for(closed_with(ws), 5)
     assert closed == (4011, "Sharding required.")
     assert world.fake.sessions == {}
+
+
+# -- member roles -------------------------------------------------------------------------
+
+# Guild Member Update's fields (https://discord.com/developers/docs/events/gateway-events#guild-member-update)
+MEMBER_UPDATE_FIELDS = {
+    "guild_id",
+    "roles",
+    "user",
+    "nick",
+    "avatar",
+    "banner",
+    "joined_at",
+    "premium_since",
+    "deaf",
+    "mute",
+    "pending",
+    "communication_disabled_until",
+    "flags",
+}
+WITH_MEMBERS = INTENT_GUILDS | INTENT_GUILD_MEMBERS | INTENT_GUILD_MESSAGES
+WITHOUT_MEMBERS = INTENT_GUILDS | INTENT_GUILD_MESSAGES
+MISSING_PERMISSIONS = (403, {"message": "Missing Permissions", "code": 50013})
+
+
+async def rest(
+    fake: FakeDiscord, method: str, path: str, body: Any = None, *, reason: str | None = None
+) -> tuple[int, Any, Mapping[str, str]]:
+    """A raw REST call as the bot: the status, the JSON answer (None when there is none) and the headers."""
+    headers = {"Authorization": f"Bot {fake.token}"}
+    if reason is not None:
+        headers["X-Audit-Log-Reason"] = urllib.parse.quote(reason, safe="/ ")  # as discord.py sends it
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(method, f"{fake.url}/api/v10{path}", json=body, headers=headers) as response,
+    ):
+        answer = await response.json() if response.content_type == "application/json" else None
+        return response.status, answer, response.headers
+
+
+def role_path(guild_id: int, user_id: int, role_id: int) -> str:
+    return f"/guilds/{guild_id}/members/{user_id}/roles/{role_id}"
+
+
+async def events_during(
+    fake: FakeDiscord, action: Callable[[], Awaitable[Any]], *clients: tuple[list[int] | None, int]
+) -> tuple[Any, list[list[tuple[str, dict[str, Any]]]]]:
+    """Connect a gateway client per ``(shard, intents)``, run ``action()``, then drop every socket.
+
+    Returns what ``action`` returned and, per client, the dispatches it received after READY
+    and GUILD_CREATE, as ``(event, data)``.
+    """
+    clients = clients or ((None, WITH_MEMBERS),)
+    async with aiohttp.ClientSession() as http:
+        sockets = [await http.ws_connect(f"{fake.gateway_url}?v=10&encoding=json") for _ in clients]
+        try:
+            for ws, (shard, intents) in zip(sockets, clients, strict=True):
+                await identify(ws, fake.token, shard, intents)
+            await fake.wait_for(lambda: len(fake.live_sessions) == len(clients), 5, "every client to be READY")
+            result = await action()
+            await fake.drop_connection()
+            received = await asyncio.wait_for(asyncio.gather(*(received_until_closed(ws) for ws in sockets)), 5)
+        finally:
+            for ws in sockets:
+                await ws.close()
+    skip = {"READY", "GUILD_CREATE"}
+    return result, [
+        [(p["t"], p["d"]) for p in payloads if p["op"] == 0 and p["t"] not in skip] for payloads in received
+    ]
+
+
+@dataclass
+class Roles:
+    """The world's roles around the bot's own ("Tally", position 5, given Manage Roles here)."""
+
+    tally: Role
+    low: Role  # position 1: the bot may give it
+    equal: Role  # position 5, the bot's own height
+    high: Role  # position 9
+    managed: Role  # an integration's role, position 1
+    bot_role: Role  # otherbot's own role, position 1
+
+
+@pytest.fixture
+def roles(world) -> Roles:
+    fake, guild = world.fake, world.guild
+    tally = next(r for r in guild.roles.values() if r.name == "Tally")
+    tally.permissions |= MANAGE_ROLES
+    return Roles(
+        tally,
+        fake.add_role(guild, "Level 5", position=1),
+        fake.add_role(guild, "Equal", position=5),
+        fake.add_role(guild, "Staff", position=9),
+        fake.add_role(guild, "Twitch Subscriber", position=1, managed=True),
+        fake.add_role(guild, "otherbot", position=1, bot=world.other_bot),
+    )
+
+
+async def test_role_put_and_delete_answer_204_and_dispatch_guild_member_update_to_the_guilds_shard_only():
+    fake = FakeDiscord(shard_count=2)
+    guild = fake.add_guild("on shard 1", shard=(1, 2))
+    tally = fake.add_role(guild, "Tally", MANAGE_ROLES, position=5)
+    guild.members[fake.bot_user.id].roles.append(tally.id)
+    level = fake.add_role(guild, "Level 5", position=1)
+    alice = fake.add_member(guild, "alice")
+    await fake.start()
+
+    async def add_then_remove():
+        added = await rest(fake, "PUT", role_path(guild.id, alice.id, level.id))
+        roles_after_put = list(guild.members[alice.id].roles)
+        removed = await rest(fake, "DELETE", role_path(guild.id, alice.id, level.id))
+        return added, roles_after_put, removed
+
+    try:
+        (added, roles_after_put, removed), (shard_0, shard_1, shard_1_without_members) = await events_during(
+            fake, add_then_remove, ([0, 2], WITH_MEMBERS), ([1, 2], WITH_MEMBERS), ([1, 2], WITHOUT_MEMBERS)
+        )
+    finally:
+        await fake.stop()
+    assert added[:2] == (204, None) and removed[:2] == (204, None)
+    assert roles_after_put == [level.id] and guild.members[alice.id].roles == []
+    assert shard_0 == [] and shard_1_without_members == []
+    assert [event for event, _ in shard_1] == ["GUILD_MEMBER_UPDATE", "GUILD_MEMBER_UPDATE"]
+    after_put, after_delete = (data for _, data in shard_1)
+    assert set(after_put) == MEMBER_UPDATE_FIELDS
+    assert after_put["guild_id"] == str(guild.id)
+    assert after_put["user"] == alice.payload()
+    assert after_put["roles"] == [str(level.id)]
+    assert after_delete["roles"] == []
+    assert fake.audit_log == [
+        {**audit, "guild_id": guild.id, "target_id": alice.id, "reason": None, "action": "member_role_update"}
+        for audit in ({"added": [level.id], "removed": []}, {"added": [], "removed": [level.id]})
+    ]
+
+
+async def test_patch_member_replaces_the_roles_and_sets_the_nick_and_answers_the_member(world, roles):
+    fake, guild = world.fake, world.guild
+    roles.tally.permissions |= MANAGE_NICKNAMES
+    path = f"/guilds/{guild.id}/members/{world.mod.id}"
+    body = {"roles": [str(roles.low.id)], "nick": "Moddy"}
+
+    async def patch():
+        return await rest(fake, "PATCH", path, body, reason="level 5 reward")
+
+    (status, answer, _), (events,) = await events_during(fake, patch)
+    member = guild.members[world.mod.id]
+    assert (member.roles, member.nick) == ([roles.low.id], "Moddy")
+    assert status == 200 and answer == member.payload()
+    assert [event for event, _ in events] == ["GUILD_MEMBER_UPDATE"]
+    assert events[0][1] == member.payload() | {"guild_id": str(guild.id)}
+    target = {"guild_id": guild.id, "target_id": world.mod.id, "reason": "level 5 reward"}
+    assert fake.audit_log == [
+        {**target, "action": "member_role_update", "added": [roles.low.id], "removed": [world.mod_role.id]},
+        {**target, "action": "member_update", "nick": "Moddy"},
+    ]
+
+
+async def test_a_change_to_nothing_succeeds_and_dispatches_nothing(world, roles):
+    fake, guild = world.fake, world.guild
+    guild.members[world.alice.id].roles = [roles.low.id, roles.high.id]
+    path = f"/guilds/{guild.id}/members/{world.alice.id}"
+    level_10 = fake.add_role(guild, "Level 10", position=2)
+
+    async def change_nothing():
+        return [
+            (await rest(fake, "PUT", role_path(guild.id, world.alice.id, roles.low.id)))[0],  # she has it
+            (await rest(fake, "DELETE", role_path(guild.id, world.alice.id, level_10.id)))[0],  # she has not
+            (await rest(fake, "PATCH", path, {"roles": [str(roles.high.id), str(roles.low.id)]}))[0],  # same set
+        ]
+
+    statuses, (events,) = await events_during(fake, change_nothing)
+    assert statuses == [204, 204, 200]
+    assert events == []
+    assert fake.audit_log == []
+    assert guild.members[world.alice.id].roles == [roles.low.id, roles.high.id]
+
+
+async def change_role(world, how: str, role_id: int, user_id: int | None = None) -> tuple[int, Any]:
+    """Give (PUT, "PATCH add") or take away (DELETE, "PATCH remove") a role of alice's, as the bot."""
+    guild, user_id = world.guild, user_id or world.alice.id
+    if how in ("PUT", "DELETE"):
+        status, answer, _ = await rest(world.fake, how, role_path(guild.id, user_id, role_id))
+        return status, answer
+    member = guild.members[user_id]
+    roles = [r for r in member.roles if r != role_id] if how == "PATCH remove" else [*member.roles, role_id]
+    body = {"roles": [str(r) for r in roles]}
+    status, answer, _ = await rest(world.fake, "PATCH", f"/guilds/{guild.id}/members/{user_id}", body)
+    return status, answer
+
+
+FORBIDDEN_ROLES = [
+    pytest.param(how, which, id=f"{how} {which}")
+    for which in ("equal", "high", "managed", "bot_role", "everyone")
+    for how in ("PUT", "DELETE", "PATCH add", "PATCH remove")
+    if not (which == "everyone" and how == "PATCH remove")  # nobody "has" @everyone in their roles
+]
+
+
+@pytest.mark.parametrize(("how", "which"), FORBIDDEN_ROLES)
+async def test_a_role_at_or_above_the_bots_highest_or_managed_or_everyone_is_refused_with_50013(
+    world, roles, how, which
+):
+    guild = world.guild
+    role_id = guild.id if which == "everyone" else getattr(roles, which).id
+    if how in ("DELETE", "PATCH remove") and which != "everyone":
+        guild.members[world.alice.id].roles.append(role_id)  # given by someone who may
+    before = list(guild.members[world.alice.id].roles)
+    assert await change_role(world, how, role_id) == MISSING_PERMISSIONS
+    assert guild.members[world.alice.id].roles == before
+    assert world.fake.audit_log == []
+
+
+@pytest.mark.parametrize("how", ["PUT", "DELETE", "PATCH add"])
+async def test_without_manage_roles_the_bot_may_change_no_role(world, how):
+    low = world.fake.add_role(world.guild, "Level 5", position=1)  # below the bot's, which lacks Manage Roles
+    if how == "DELETE":
+        world.guild.members[world.alice.id].roles.append(low.id)
+    before = list(world.guild.members[world.alice.id].roles)
+    assert await change_role(world, how, low.id) == MISSING_PERMISSIONS
+    assert world.guild.members[world.alice.id].roles == before
+
+
+async def test_administrator_grants_manage_roles_but_not_a_role_above_the_bots(world, roles):
+    roles.tally.permissions = ADMINISTRATOR
+    assert (await change_role(world, "PUT", roles.low.id))[0] == 204
+    assert await change_role(world, "PUT", roles.high.id) == MISSING_PERMISSIONS
+    assert world.guild.members[world.alice.id].roles == [roles.low.id]
+
+
+async def test_a_bot_owning_the_guild_may_give_any_role_but_a_managed_one(world, roles):
+    world.guild.owner_id = world.fake.bot_user.id
+    roles.tally.permissions = 0
+    assert (await change_role(world, "PUT", roles.high.id))[0] == 204
+    assert await change_role(world, "PUT", roles.managed.id) == MISSING_PERMISSIONS
+    assert world.guild.members[world.alice.id].roles == [roles.high.id]
+
+
+async def test_patch_checks_only_the_roles_it_adds_or_removes(world, roles):
+    member = world.guild.members[world.alice.id]
+    member.roles = [roles.high.id, roles.managed.id]  # above the bot, and managed: both stay
+    assert (await change_role(world, "PATCH add", roles.low.id))[0] == 200
+    assert member.roles == [roles.high.id, roles.managed.id, roles.low.id]
+    assert await change_role(world, "PATCH remove", roles.managed.id) == MISSING_PERMISSIONS
+    assert await change_role(world, "PATCH remove", roles.high.id) == MISSING_PERMISSIONS
+    assert (await change_role(world, "PATCH remove", roles.low.id))[0] == 200
+    assert member.roles == [roles.high.id, roles.managed.id]
+
+
+@pytest.mark.parametrize("how", ["PUT", "DELETE", "PATCH"])
+@pytest.mark.parametrize(
+    ("unknown", "error"),
+    [
+        ("guild", {"message": "Unknown Guild", "code": 10004}),
+        ("member", {"message": "Unknown Member", "code": 10007}),
+        ("role", {"message": "Unknown Role", "code": 10011}),
+    ],
+)
+async def test_an_unknown_guild_member_or_role_is_a_404_with_discords_code(world, roles, how, unknown, error):
+    guild_id, user_id, role_id = world.guild.id, world.alice.id, roles.low.id
+    if unknown == "guild":
+        guild_id = 123456789012345678
+    elif unknown == "member":
+        user_id = world.fake.add_user("stranger").id  # a user, but not in this guild
+    else:
+        role_id = 123456789012345678
+    if how == "PATCH":
+        path, body = f"/guilds/{guild_id}/members/{user_id}", {"roles": [str(role_id)]}
+    else:
+        path, body = role_path(guild_id, user_id, role_id), None
+    status, answer, _ = await rest(world.fake, how, path, body)
+    assert (status, answer) == (404, error)
+    assert world.guild.members[world.alice.id].roles == []
+
+
+async def test_the_audit_log_reason_is_kept_url_decoded(world, roles):
+    reason = "Reached level 5 ✨ / gg"
+    status, _, _ = await rest(world.fake, "PUT", role_path(world.guild.id, world.alice.id, roles.low.id), reason=reason)
+    assert status == 204
+    assert world.fake.audit_log == [
+        {
+            "guild_id": world.guild.id,
+            "target_id": world.alice.id,
+            "reason": reason,
+            "action": "member_role_update",
+            "added": [roles.low.id],
+            "removed": [],
+        }
+    ]
+
+
+async def test_a_nickname_needs_manage_nicknames_and_a_member_below_the_bot(world, roles):
+    fake, guild = world.fake, world.guild
+
+    async def nick(user, value):
+        status, answer, _ = await rest(fake, "PATCH", f"/guilds/{guild.id}/members/{user.id}", {"nick": value})
+        return status, answer
+
+    assert await nick(world.alice, "Al") == MISSING_PERMISSIONS  # the bot lacks Manage Nicknames
+    roles.tally.permissions |= MANAGE_NICKNAMES
+    assert (await nick(world.alice, "Al"))[0] == 200
+    assert await nick(world.owner, "Boss") == MISSING_PERMISSIONS  # never the owner
+    guild.members[world.bob.id].roles.append(roles.high.id)
+    assert await nick(world.bob, "Bobby") == MISSING_PERMISSIONS  # above the bot
+    assert (await nick(world.alice, ""))[1]["nick"] is None  # "" clears it
+    assert [m.nick for m in (guild.members[u.id] for u in (world.alice, world.owner, world.bob))] == [None] * 3
+
+
+async def test_patch_refuses_a_malformed_body_as_invalid_form_body(world, roles):
+    fake, path = world.fake, f"/guilds/{world.guild.id}/members/{world.alice.id}"
+    status, answer, _ = await rest(fake, "PATCH", path, {"roles": str(roles.low.id)})
+    assert (status, answer["code"], list(answer["errors"])) == (400, 50035, ["roles"])
+    status, answer, _ = await rest(fake, "PATCH", path, {"roles": [str(roles.low.id), "level5"]})
+    assert (status, answer["code"]) == (400, 50035)
+    assert answer["errors"] == {
+        "roles": {"1": {"_errors": [{"code": "NUMBER_TYPE_COERCE", "message": 'Value "level5" is not snowflake.'}]}}
+    }
+    roles.tally.permissions |= MANAGE_NICKNAMES
+    status, answer, _ = await rest(fake, "PATCH", path, {"nick": "n" * 33})
+    assert (status, answer["errors"]["nick"]["_errors"][0]["code"]) == (400, "BASE_TYPE_MAX_LENGTH")
+    assert (await rest(fake, "PATCH", path, {"nick": "n" * 32}))[0] == 200
+    assert world.guild.members[world.alice.id].roles == []
+
+
+async def test_patch_fields_the_fake_does_not_model_are_listed_as_unknown(world):
+    fake, path = world.fake, f"/guilds/{world.guild.id}/members/{world.alice.id}"
+    status, _, _ = await rest(fake, "PATCH", path, {"mute": True, "nick": "x"})
+    assert status == 404
+    assert fake.unknown_routes == [f"PATCH {path} with mute"]
+    fake.unknown_routes.clear()  # the world fixture fails a test that leaves any
+
+
+def test_role_payloads_say_managed_and_carry_discords_tags(world):
+    fake, guild = world.fake, world.guild
+    integration = fake.add_role(guild, "Twitch Subscriber", managed=True)
+    bot_role = fake.add_role(guild, "otherbot", bot=world.other_bot)
+    tally = next(r for r in guild.roles.values() if r.name == "Tally")
+    assert integration.payload()["managed"] is True and set(integration.payload()["tags"]) == {"integration_id"}
+    assert bot_role.payload()["managed"] is True and bot_role.payload()["tags"] == {"bot_id": str(world.other_bot.id)}
+    assert tally.payload()["managed"] is False and "tags" not in tally.payload()  # the world's bot role: unchanged
+    assert {r["id"]: r["managed"] for r in guild.payload()["roles"]}[str(bot_role.id)] is True
+
+
+# -- gateway member events ------------------------------------------------------------------
+
+
+async def test_member_join_and_leave_dispatch_add_and_remove_with_the_members_intent_only(world, roles):
+    fake, guild = world.fake, world.guild
+    newcomer = fake.add_user("newcomer")
+
+    async def join_and_leave():
+        member = await fake.member_join(guild, newcomer, roles=[roles.low])
+        joined = newcomer.id in guild.members
+        await fake.member_leave(guild, newcomer)
+        return member, joined
+
+    (member, joined), (events, without_members) = await events_during(
+        fake, join_and_leave, (None, WITH_MEMBERS), (None, WITHOUT_MEMBERS)
+    )
+    assert joined and newcomer.id not in guild.members
+    assert member.roles == [roles.low.id]
+    assert events == [
+        ("GUILD_MEMBER_ADD", member.payload() | {"guild_id": str(guild.id)}),
+        ("GUILD_MEMBER_REMOVE", {"guild_id": str(guild.id), "user": newcomer.payload()}),
+    ]
+    assert without_members == []
+
+
+async def test_update_member_by_someone_else_dispatches_only_a_change(world, roles):
+    fake, guild = world.fake, world.guild
+
+    async def updates():
+        return [
+            await fake.update_member(guild, world.alice, roles=[roles.high]),
+            await fake.update_member(guild, world.alice, roles=[roles.high]),  # no change
+            await fake.update_member(guild, world.alice, nick="Ally"),
+        ]
+
+    changed, (events,) = await events_during(fake, updates)
+    assert changed == [True, False, True]
+    assert [(event, data["roles"], data["nick"]) for event, data in events] == [
+        ("GUILD_MEMBER_UPDATE", [str(roles.high.id)], None),
+        ("GUILD_MEMBER_UPDATE", [str(roles.high.id)], "Ally"),
+    ]
+    assert fake.audit_log == []  # not the bot's doing
+
+
+async def test_delete_role_removes_it_everywhere_and_dispatches_guild_role_delete(world, roles):
+    fake, guild = world.fake, world.guild
+    guild.members[world.alice.id].roles = [roles.low.id, roles.high.id]
+
+    async def delete():
+        await fake.delete_role(guild, roles.low)
+
+    _, (events, without_members) = await events_during(fake, delete, (None, WITH_MEMBERS), (None, WITHOUT_MEMBERS))
+    assert roles.low.id not in guild.roles
+    assert guild.members[world.alice.id].roles == [roles.high.id]
+    deleted = ("GUILD_ROLE_DELETE", {"guild_id": str(guild.id), "role_id": str(roles.low.id)})
+    assert events == [deleted] and without_members == [deleted]  # a GUILDS event: no member update follows
+    with pytest.raises(ValueError):
+        await fake.delete_role(guild, guild.everyone)
+
+
+async def test_update_roles_tells_the_gateway_of_each_role_changed_or_created_since_it_was_last_told(world, roles):
+    fake, guild = world.fake, world.guild
+
+    async def edit_roles():
+        nothing = await fake.update_roles(guild)
+        roles.tally.permissions |= ADMINISTRATOR  # edited in Server Settings
+        created = fake.add_role(guild, "Created while the bot runs", position=2)
+        changed = await fake.update_role_permissions(guild)
+        again = await fake.update_roles(guild)
+        await fake.move_role(guild, roles.low, position=3)
+        return nothing, created, changed, again
+
+    (nothing, created, changed, again), (events, without_members) = await events_during(
+        fake, edit_roles, (None, WITH_MEMBERS), (None, WITHOUT_MEMBERS)
+    )
+    assert (nothing, changed, again) == ([], ["GUILD_ROLE_UPDATE", "GUILD_ROLE_CREATE"], [])
+    expected = [
+        ("GUILD_ROLE_UPDATE", {"guild_id": str(guild.id), "role": roles.tally.payload()}),
+        ("GUILD_ROLE_CREATE", {"guild_id": str(guild.id), "role": created.payload()}),
+        ("GUILD_ROLE_UPDATE", {"guild_id": str(guild.id), "role": roles.low.payload()}),
+    ]
+    assert events == expected and without_members == expected  # GUILDS events
+    assert events[-1][1]["role"]["position"] == 3
+
+
+async def test_wait_for_request_waits_for_a_new_request_unless_told_where_to_start(world, roles):
+    fake = world.fake
+    path = role_path(world.guild.id, world.alice.id, roles.low.id)
+    assert (await rest(fake, "PUT", path))[0] == 204
+    assert await fake.wait_for_request("PUT", path, after=0) == ("PUT", path, None)  # the one made already
+    with pytest.raises(AssertionError, match="timed out"):
+        await fake.wait_for_request("PUT", path, timeout=0.05)  # from the call on: none yet
+    count = len(fake.requests)
+    waiting = asyncio.create_task(fake.wait_for_request("PUT", path))
+    assert (await rest(fake, "PUT", path))[0] == 204
+    assert await asyncio.wait_for(waiting, 5) == ("PUT", path, None)
+    assert len(fake.requests) == count + 1
+
+
+async def test_discord_py_follows_the_fakes_member_and_role_events(world, roles, monkeypatch):
+    """discord.py's own parsing of these payloads: a client's cache follows every change."""
+    fake = world.fake
+    monkeypatch.setattr(discord.http.Route, "BASE", f"{fake.url}/api/v10")
+    monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake.gateway_url))
+    intents = discord.Intents.default()
+    intents.members = True
+    client = discord.Client(intents=intents)
+    running = asyncio.create_task(client.start(fake.token))
+    try:
+        await asyncio.wait_for(client.wait_until_ready(), 10)
+        guild = client.get_guild(world.guild.id)
+        assert guild.get_role(roles.managed.id).managed and guild.get_role(roles.bot_role.id).is_bot_managed()
+        assert not guild.get_role(roles.tally.id).managed
+
+        updated = client.wait_for("member_update", timeout=5)
+        await guild.get_member(world.alice.id).add_roles(guild.get_role(roles.low.id), reason="level 5")
+        _, after = await updated
+        assert [r.id for r in after.roles[1:]] == [roles.low.id]
+
+        joined = client.wait_for("member_join", timeout=5)
+        newcomer = fake.add_user("newcomer")
+        await fake.member_join(world.guild, newcomer, roles=[roles.low])
+        assert [r.id for r in (await joined).roles[1:]] == [roles.low.id]
+
+        left = client.wait_for("member_remove", timeout=5)
+        await fake.member_leave(world.guild, newcomer)
+        assert (await left).id == newcomer.id
+
+        deleted = client.wait_for("guild_role_delete", timeout=5)
+        await fake.delete_role(world.guild, roles.low)
+        assert (await deleted).id == roles.low.id
+        assert guild.get_member(world.alice.id).roles[1:] == []
+    finally:
+        await client.close()
+        await asyncio.wait_for(running, 10)
+
+
+# -- rate limits ----------------------------------------------------------------------------
+
+
+class Clock:
+    """A clock a test moves by hand, for the fake to count rate limits in."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def rate_limit_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k.lower().startswith("x-ratelimit") or k == "Retry-After"}
+
+
+async def test_a_limited_bucket_counts_down_then_answers_429_with_discords_body_and_headers(world, roles):
+    fake, guild = world.fake, world.guild
+    fake.clock = clock = Clock()
+    fake.limit("member_roles", 2, 10)
+    patch = f"/guilds/{guild.id}/members/{world.alice.id}"
+    bucket = bucket_hash("member_roles")
+
+    status, _, first = await rest(fake, "PUT", role_path(guild.id, world.alice.id, roles.low.id))
+    assert status == 204
+    assert first["X-RateLimit-Limit"] == "2" and first["X-RateLimit-Remaining"] == "1"
+    assert first["X-RateLimit-Reset-After"] == "10.000" and first["X-RateLimit-Bucket"] == bucket
+    assert abs(float(first["X-RateLimit-Reset"]) - (time.time() + 10)) < 1
+    assert "X-RateLimit-Scope" not in first and "Retry-After" not in first  # only on a 429
+    clock.now += 1
+    status, _, second = await rest(fake, "DELETE", role_path(guild.id, world.alice.id, roles.low.id))
+    assert (status, second["X-RateLimit-Remaining"], second["X-RateLimit-Reset-After"]) == (204, "0", "9.000")
+
+    clock.now += 1  # PATCH shares the bucket: refused
+    status, answer, refused = await rest(fake, "PATCH", patch, {"roles": [str(roles.low.id)]})
+    assert status == 429
+    assert answer == {"message": "You are being rate limited.", "retry_after": 8.0, "global": False}
+    assert {k: v for k, v in rate_limit_headers(refused).items() if k != "X-RateLimit-Reset"} == {
+        "Retry-After": "8",
+        "X-RateLimit-Limit": "2",
+        "X-RateLimit-Remaining": "0",
+        "X-RateLimit-Reset-After": "8.000",
+        "X-RateLimit-Bucket": bucket,
+        "X-RateLimit-Scope": "user",
+    }
+    assert refused["Via"] == "1.1 google"  # discord.py takes a 429 without it for a Cloudflare ban
+    assert guild.members[world.alice.id].roles == []  # the refused request did nothing
+    assert fake.rate_limited == [RateLimitHit("member_roles", guild.id, "PATCH", patch, 1002.0, 8.0, 1010.0)]
+
+    other = fake.add_guild("Other", owner=fake.bot_user)  # its own count: the guild is the major parameter
+    low = fake.add_role(other, "Level 5")
+    member = fake.add_member(other, "zoe")
+    status, _, headers = await rest(fake, "PUT", role_path(other.id, member.id, low.id))
+    assert (status, headers["X-RateLimit-Remaining"], headers["X-RateLimit-Bucket"]) == (204, "1", bucket)
+
+    clock.now = 1009.5  # too early: refused again, and marked
+    status, answer, _ = await rest(fake, "PUT", role_path(guild.id, world.alice.id, roles.low.id))
+    assert (status, answer["retry_after"]) == (429, 0.5)
+    clock.now = 1010.0  # the reset
+    status, _, headers = await rest(fake, "PUT", role_path(guild.id, world.alice.id, roles.low.id))
+    assert (status, headers["X-RateLimit-Remaining"]) == (204, "1")
+    assert [(r.guild_id, r.status, r.early) for r in fake.bucket_requests] == [
+        (guild.id, 204, False),
+        (guild.id, 204, False),
+        (guild.id, 429, False),
+        (other.id, 204, False),
+        (guild.id, 429, True),
+        (guild.id, 204, False),
+    ]
+
+
+async def test_routes_outside_a_limited_bucket_carry_no_rate_limit_headers_and_limits_can_be_lifted(world, roles):
+    fake = world.fake
+    fake.clock = Clock()
+    fake.limit("member_roles", 1, 10)
+    status, _, headers = await rest(fake, "GET", "/users/@me")
+    assert status == 200 and rate_limit_headers(headers) == {}
+    path = role_path(world.guild.id, world.alice.id, roles.low.id)
+    assert [(await rest(fake, "PUT", path))[0] for _ in range(2)] == [204, 429]
+    fake.limit("member_roles", None)
+    status, _, headers = await rest(fake, "PUT", path)
+    assert status == 204 and rate_limit_headers(headers) == {}
+    with pytest.raises(ValueError):
+        fake.limit("messages", 1, 1)
+
+
+async def test_the_global_limit_answers_429_global_on_any_route(world):
+    fake = world.fake
+    fake.clock = Clock()
+    fake.limit("global", 1, 5)
+    status, _, headers = await rest(fake, "GET", "/users/@me")
+    assert status == 200 and rate_limit_headers(headers) == {}  # Discord shows the global limit only on a 429
+    status, answer, headers = await rest(fake, "GET", "/oauth2/applications/@me")
+    assert status == 429
+    assert answer == {"message": "You are being rate limited.", "retry_after": 5.0, "global": True}
+    assert rate_limit_headers(headers) == {
+        "Retry-After": "5",
+        "X-RateLimit-Global": "true",
+        "X-RateLimit-Scope": "global",
+    }
+    assert [hit.is_global for hit in fake.rate_limited] == [True]
+    fake.limit("global", None)
+    assert (await rest(fake, "GET", "/oauth2/applications/@me"))[0] == 200
+
+
+@pytest.mark.parametrize("unsync_clock", [True, False], ids=["reset-after", "reset-timestamp"])
+async def test_discord_py_gets_every_change_through_a_limited_bucket_and_never_retries_early(
+    world, roles, monkeypatch, unsync_clock
+):
+    fake, guild = world.fake, world.guild
+    monkeypatch.setattr(discord.http.Route, "BASE", f"{fake.url}/api/v10")
+    fake.limit("member_roles", 2, 0.5)
+    # Another process with this token has just used the bucket up: discord.py's first request gets the 429.
+    for _ in range(2):
+        assert (await rest(fake, "PUT", role_path(guild.id, world.bob.id, roles.low.id)))[0] == 204
+    rewards = [fake.add_role(guild, f"Reward {i}", position=1) for i in range(4)]
+    http = discord.http.HTTPClient(asyncio.get_running_loop(), unsync_clock=unsync_clock)
+    await http.static_login(fake.token)
+    try:
+        adds = (http.add_role(guild.id, world.alice.id, role.id, reason="reward") for role in rewards)
+        await asyncio.wait_for(asyncio.gather(*adds), 20)
+        await asyncio.wait_for(http.remove_role(guild.id, world.alice.id, rewards[0].id), 10)
+        member = await asyncio.wait_for(http.edit_member(guild.id, world.alice.id, roles=[str(roles.low.id)]), 10)
+    finally:
+        await http.close()
+    assert member["roles"] == [str(roles.low.id)] == [str(r) for r in guild.members[world.alice.id].roles]
+    counted = fake.bucket_requests
+    assert [r.status for r in counted if r.status != 429] == [204] * 2 + [204] * 4 + [204, 200]
+    # One 429: the first request, which could not know the bucket was used up. After it the
+    # X-RateLimit-* headers of each answer let discord.py wait before the bucket refused it.
+    assert [(hit.method, hit.bucket) for hit in fake.rate_limited] == [("PUT", "member_roles")]
+    assert [r for r in counted if r.early] == []  # every retry_after and every exhausted bucket waited out
+
+
+async def test_discord_py_waits_out_a_global_rate_limit(world, monkeypatch):
+    fake = world.fake
+    monkeypatch.setattr(discord.http.Route, "BASE", f"{fake.url}/api/v10")
+    http = discord.http.HTTPClient(asyncio.get_running_loop())
+    await http.static_login(fake.token)
+    fake.limit("global", 1, 0.3)
+    try:
+        users = await asyncio.wait_for(asyncio.gather(*(http.get_user(world.alice.id) for _ in range(3))), 10)
+    finally:
+        await http.close()
+    assert [u["id"] for u in users] == [str(world.alice.id)] * 3
+    assert fake.rate_limited and all(hit.is_global for hit in fake.rate_limited)
+    assert [r for r in fake.bucket_requests if r.early] == []
+
+
+async def test_put_on_members_and_delete_on_bans_are_neither_kicks_nor_bans(world):
+    fake, guild = world.fake, world.guild
+    add_member = f"/guilds/{guild.id}/members/{world.alice.id}"  # Add Guild Member: an OAuth2 route
+    unban = f"/guilds/{guild.id}/bans/{world.bob.id}"
+    assert (await rest(fake, "PUT", add_member, {}))[0] == 404
+    assert (await rest(fake, "DELETE", unban))[0] == 404
+    assert fake.unknown_routes == [f"PUT {add_member}", f"DELETE {unban}"]
+    assert fake.audit_log == [] and guild.bans == set() and world.alice.id in guild.members
+    fake.unknown_routes.clear()  # the world fixture fails a test that leaves any
