@@ -30,7 +30,7 @@ from server_settings import (
     rewards_text,
 )
 
-KEYWORD_SETTINGS = ("curve", "rewards-mode", "rewards-on-rejoin")  # typed in any case
+KEYWORD_SETTINGS = ("curve", "departed", "rewards-mode", "rewards-on-rejoin")  # typed in any case
 CHANNEL_SETTINGS = {"levelup": ("here", "dm", "off"), "modlog": ("off",)}  # settings a #channel can be
 
 
@@ -272,7 +272,10 @@ class ServerSettingsCommands(commands.Cog, name="Settings"):
         except SettingRefused as refused:
             await ctx.send(f"That won't work: {refused}.")
             return
-        await ctx.send(f"Members who reach level {level:,} get {role.mention}.")
+        await ctx.send(
+            f"Members who reach level {level:,} get {role.mention}. "
+            f"`{ctx.clean_prefix}rewards sync` gives it to the members already there."
+        )
 
     @rewards.command(name="remove")
     @commands.guild_only()
@@ -298,6 +301,19 @@ class ServerSettingsCommands(commands.Cog, name="Settings"):
             lambda latest: rewards_text([(at, r) for at, r in latest.rewards if r not in gone]) or None,
         )
         await ctx.send(f"No longer a reward: {', '.join(f'<@&{role_id}>' for role_id in gone)}.")
+
+    @rewards.command(name="sync")
+    @commands.guild_only()
+    @commands.has_guild_permissions(manage_guild=True)
+    async def rewards_sync(self, ctx: commands.Context) -> None:
+        """Bring every member's reward roles in line with their level (Manage Server)."""
+        if not self.cache.of(ctx.guild.id).rewards:
+            await ctx.send(f"There are no reward roles to sync. Add one with `{ctx.clean_prefix}rewards add`.")
+            return
+        if await self.bot.reward_syncs.start(ctx.guild, ctx.channel.id, ctx.author.id) is None:
+            running = await self.bot.db.sync_of(ctx.guild.id)
+            done = f" ({running.done:,} members done)" if running else ""
+            await ctx.send(f"A reward role sync is already running in this server{done}; one at a time.")
 
     @rewards.command(name="mode")
     @commands.guild_only()

@@ -26,10 +26,10 @@ import levels
 from chat import YOU, Page, TallyContext, only_pages, plain, safe_send
 from config import ConfigError, Settings, database_target, load_settings
 from db import Database, DatabaseBusy, DatabaseRefused, DatabaseUnavailable
-from rewards import RoleRewards
+from rewards import RewardSyncs, RoleRewards
 from server_settings import ServerSettings, ServerSettingsCache, SettingRefused, render
 from storage.copy import copy_data
-from xp import XpTracker
+from xp import GuildBoard, XpTracker
 
 log = logging.getLogger("tally")
 
@@ -81,6 +81,7 @@ class Tally(commands.AutoShardedBot):
         self.server_settings = ServerSettingsCache(db, settings)  # each server's, in memory
         self._curves = {name: levels.curve(name) for name in levels.CURVE_NAMES}
         self.rewards = RoleRewards()
+        self.reward_syncs = RewardSyncs(self)
         self.xp = XpTracker(
             db,
             xp_per_message=settings.xp_per_message,
@@ -154,9 +155,10 @@ class Tally(commands.AutoShardedBot):
         if reward:
             # queued with the XP that earned them: as durable as that XP, even while the database is busy
             self.xp.add_coins(message.guild.id, author.id, author.display_name, reward)
-        given = await self.rewards.align(
+        aligned = await self.rewards.align(
             author, new_level, server, reason=f"reached level {new_level}", tell=message.channel
         )
+        given = aligned.given
         if server.levelup == "off":
             return
         board = await self.xp.board(message.guild.id)
@@ -192,6 +194,7 @@ class Tally(commands.AutoShardedBot):
             await self.rewards.align(member, level, server, reason="rejoined: reward roles of their level")
 
     async def on_ready(self) -> None:
+        await self._resume_reward_syncs()
         per_shard = {shard_id: 0 for shard_id in self.shards}
         for guild in self.guilds:
             per_shard[guild.shard_id] = per_shard.get(guild.shard_id, 0) + 1
@@ -204,6 +207,33 @@ class Tally(commands.AutoShardedBot):
             self.shard_count,
             ", ".join(f"shard {shard_id}: {count} servers" for shard_id, count in sorted(per_shard.items())),
         )
+
+    async def every_member(self, guild: discord.Guild, within: float) -> bool:
+        """Fill the member cache with the whole member list from the gateway; whether it is complete.
+
+        Discord answers a whole-list request once per 30 s per server and
+        answers any other with a RATE_LIMITED event, which discord.py does not
+        pass on: ``chunk()`` would wait forever, so the wait is bounded.
+        Join and leave events keep the list current afterwards.
+        """
+        if guild.chunked:
+            return True
+        try:
+            await asyncio.wait_for(guild.chunk(), within)
+        except TimeoutError:
+            log.warning("guild %s: Discord did not send the member list within %s s", guild.id, within)
+        return guild.chunked
+
+    async def _resume_reward_syncs(self) -> None:
+        """Go on with the ``!rewards sync`` runs a restart interrupted, for this process's servers."""
+        try:
+            states = await self.db.syncs()
+        except DatabaseUnavailable as exc:
+            log.warning("could not look for reward syncs to resume (%s); they resume at the next start", exc)
+            return
+        for state in states:
+            if (guild := self.get_guild(state.guild_id)) is not None:
+                self.reward_syncs.resume(guild, state)
 
     async def close(self) -> None:
         """Close the gateway, then save pending XP, then close the database.
@@ -218,6 +248,7 @@ class Tally(commands.AutoShardedBot):
         log.info("shutting down")
         loop = asyncio.get_running_loop()
         began = loop.time()
+        await self.reward_syncs.stop()  # each saves how far it got: the next start goes on
         await super().close()
         try:
             # the bound counts from the signal: the gateway's close already took some of it
@@ -289,8 +320,14 @@ def permission_names(permissions: list[str]) -> str:
     return ", ".join(p.replace("_", " ").replace("guild", "server").title() for p in permissions)
 
 
+class MemberListPending(commands.CommandError):
+    """Discord has not sent the server's member list yet (it allows one request per 30 s)."""
+
+
 def explain(ctx: commands.Context[Tally], error: commands.CommandError) -> str | None:
     """The member-facing line for an expected error, or None for a bug."""
+    if isinstance(error, MemberListPending):
+        return "I'm still getting this server's member list from Discord; try again in a minute."
     if isinstance(error, commands.NoPrivateMessage):
         return "This command only works in a server."
     if isinstance(error, commands.MissingPermissions):
@@ -330,7 +367,11 @@ class Leveling(commands.Cog):
             await ctx.send(f"{plain(member.display_name)} is a bot; bots don't earn XP.")
             return
         board = await self.bot.xp.board(ctx.guild.id)
-        rank = board.rank_of(member.id)
+        rank, ranked = board.rank_of(member.id), len(board)
+        if rank is not None and not self.bot.settings_of(ctx.guild).show_departed:
+            present = await self._present(ctx.guild, board)  # ranks among the members still here
+            ranks = (i for i, (user_id, _) in enumerate(present, start=1) if user_id == member.id)
+            rank, ranked = next(ranks, None), len(present)
         if rank is None:
             who = "You haven't" if member == ctx.author else f"{plain(member.display_name)} hasn't"
             await ctx.send(f"{who} earned any XP in this server yet. Chatting earns XP.")
@@ -339,7 +380,7 @@ class Leveling(commands.Cog):
         embed = discord.Embed(title=f"{member.display_name}", colour=EMBED_COLOUR)
         embed.set_thumbnail(url=member.display_avatar.url)
         embed.add_field(name="Level", value=f"{progress.level:,}")
-        embed.add_field(name="Rank", value=f"#{rank:,} of {len(board):,}")
+        embed.add_field(name="Rank", value=f"#{rank:,} of {ranked:,}")
         embed.add_field(name="Total XP", value=f"{progress.xp:,}")
         embed.add_field(
             name=f"Progress to level {progress.level + 1:,}",
@@ -357,15 +398,17 @@ class Leveling(commands.Cog):
     async def leaderboard(self, ctx: commands.Context[Tally], page: Page = 1) -> None:
         """Show the server's members by XP, 10 a page; ties go to the lower user ID."""
         board = await self.bot.xp.board(ctx.guild.id)
-        if not len(board):
+        present = None if self.bot.settings_of(ctx.guild).show_departed else await self._present(ctx.guild, board)
+        ranked = len(board) if present is None else len(present)
+        if not ranked:
             await ctx.send("Nobody has earned XP in this server yet. Start chatting to top the board!")
             return
-        pages = math.ceil(len(board) / PAGE_SIZE)
+        pages = math.ceil(ranked / PAGE_SIZE)
         if page > pages:
             await ctx.send(only_pages(pages))
             return
         start = (page - 1) * PAGE_SIZE
-        rows = board.page(start, PAGE_SIZE)
+        rows = board.page(start, PAGE_SIZE) if present is None else present[start : start + PAGE_SIZE]
         names = await self._names(ctx.guild, [user_id for user_id, _ in rows])
         curve = self.bot.curve_of(ctx.guild)
         lines = [
@@ -373,7 +416,7 @@ class Leveling(commands.Cog):
             for i, (user_id, xp) in enumerate(rows, start=1)
         ]
         embed = discord.Embed(title=f"Leaderboard: {ctx.guild.name}", description="\n".join(lines), colour=EMBED_COLOUR)
-        embed.set_footer(text=f"Page {page:,} of {pages:,} · {len(board):,} members · {TIE_RULE}")
+        embed.set_footer(text=f"Page {page:,} of {pages:,} · {ranked:,} members · {TIE_RULE}")
         await ctx.send(embed=embed)
 
     @leaderboard.command(name="coins")
@@ -383,6 +426,16 @@ class Leveling(commands.Cog):
         """Show the members with the most coins (the same as `richest`)."""
         await self.bot.xp.settle_coins(ctx.guild.id)  # invoke() skips the Economy cog's hooks
         await ctx.invoke(self.bot.get_command("richest"), page=page)
+
+    async def _present(self, guild: discord.Guild, board: GuildBoard) -> list[tuple[int, int]]:
+        """The board without members who left (``departed off``): one pass over it.
+
+        The member list comes from the gateway once (``chunk``); Discord's
+        join and leave events keep it current after that.
+        """
+        if not await self.bot.every_member(guild, within=10):
+            raise MemberListPending
+        return [(user_id, xp) for user_id, xp in board.page(0, len(board)) if guild.get_member(user_id) is not None]
 
     async def _names(self, guild: discord.Guild, user_ids: list[int]) -> dict[int, str]:
         """Current display names, else the last name Tally saw (members who left)."""

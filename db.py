@@ -3,7 +3,7 @@
 ``await Database.open(target)`` opens a SQLite file (a path) or a PostgreSQL
 database (a ``postgresql://`` URL) and checks, creates or upgrades its
 schema; see ``storage/sqlite.py`` and ``storage/postgres.py``. The SQL sits by
-concern in ``storage/`` (levels, settings, coins, cases), written once for
+concern in ``storage/`` (levels, settings, rewards, coins, cases), written once for
 both backends, and ``Database`` gathers it into one object.
 
 The values it hands out and the errors it raises are in ``storage/records.py``
@@ -36,9 +36,11 @@ from storage.records import (
     InsufficientCoins,
     Movement,
     OldReason,
+    SyncState,
     Unsaved,
     XpGain,
 )
+from storage.rewards import RewardsSQL
 from storage.schema import SCHEMA_VERSION
 from storage.settings import SettingsSQL
 
@@ -54,6 +56,7 @@ __all__ = [
     "InsufficientCoins",
     "Movement",
     "OldReason",
+    "SyncState",
     "Unsaved",
     "XpGain",
 ]
@@ -63,7 +66,7 @@ log = logging.getLogger(__name__)
 Store = sqlite.SQLiteStore | postgres.PostgresStore
 
 
-class Database(LevelsSQL, SettingsSQL, CoinsSQL, CasesSQL):
+class Database(LevelsSQL, SettingsSQL, RewardsSQL, CoinsSQL, CasesSQL):
     """Tally's storage. Build it with ``await Database.open(path_or_url)``."""
 
     def __init__(self, store: Store, unsaved_stem: Path) -> None:

@@ -12,14 +12,32 @@ or on every level-up.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
+from typing import TYPE_CHECKING, NamedTuple
 
 import discord
 
 from chat import plain, safe_send
+from db import SyncState
 from server_settings import ServerSettings
 
+if TYPE_CHECKING:
+    from bot import Tally
+
 log = logging.getLogger(__name__)
+
+PROGRESS_EVERY = 3.0  # seconds between two edits of a sync's progress message (and saves of its state)
+
+
+class Aligned(NamedTuple):
+    """What ``align`` did to one member."""
+
+    given: list[discord.Role]  # reward roles newly given
+    changed: bool  # whether the member's roles changed
+    failed: bool  # whether a change was needed and Discord or the hierarchy would not allow it
 
 
 def role_problem(guild: discord.Guild, role_id: int) -> str | None:
@@ -53,14 +71,14 @@ class RoleRewards:
         *,
         reason: str,
         tell: discord.abc.Messageable | None = None,
-    ) -> list[discord.Role]:
-        """Give and take reward roles for ``level``; the roles newly given.
+    ) -> Aligned:
+        """Give and take reward roles for ``level``.
 
         ``tell`` is where a problem is reported when the server has no
         announcement or mod-log channel of its own (the level-up's channel).
         """
         if not server.rewards:
-            return []
+            return Aligned([], False, False)
         guild = member.guild
         all_rewards = {role_id for _, role_id in server.rewards}
         held = {role.id for role in member.roles}
@@ -73,7 +91,7 @@ class RoleRewards:
         to_add -= blocked.keys()
         to_remove -= blocked.keys()
         if not to_add and not to_remove:
-            return []
+            return Aligned([], False, bool(blocked))
         given = [guild.get_role(role_id) for role_id in sorted(to_add)]
         try:  # one request, whatever the number of roles
             if len(to_add) + len(to_remove) == 1:
@@ -86,13 +104,15 @@ class RoleRewards:
                 await member.edit(roles=keep + given, reason=reason)
         except discord.Forbidden:  # a change Tally could not foresee (roles moved meanwhile)
             await self._report(guild, server, dict.fromkeys(to_add | to_remove, "Discord refused it"), tell)
-            return []
+            return Aligned([], False, True)
+        except discord.NotFound:  # the member left meanwhile
+            return Aligned([], False, False)
         except discord.HTTPException as exc:
             log.warning(
                 "could not change reward roles of user %s in guild %s: HTTP %s", member.id, guild.id, exc.status
             )
-            return []
-        return given
+            return Aligned([], False, True)
+        return Aligned(given, True, bool(blocked))
 
     async def _report(
         self,
@@ -125,3 +145,122 @@ class RoleRewards:
         ]
         lines.append("Fix it, or remove the reward with `rewards remove`; I will say this once.")
         await safe_send(channel, "\n".join(lines))
+
+
+def _counted(state: SyncState, member: discord.Member, aligned: Aligned) -> SyncState:
+    """The sync's state once ``member`` is done."""
+    return state._replace(
+        after_user=member.id,
+        done=state.done + 1,
+        changed=state.changed + aligned.changed,
+        failed=state.failed + aligned.failed,
+    )
+
+
+class RewardSyncs:
+    """``!rewards sync``: every member's reward roles in line with their level, a server at a time.
+
+    Members go in user ID order; how far a sync got is saved every few
+    seconds (and when it is stopped), so a restart resumes it, editing the
+    same progress message. Discord's rate limits are honoured by discord.py:
+    it waits when a route's bucket is empty (the X-RateLimit headers) and
+    after a 429 for its retry_after, so the sync goes as fast as Discord
+    allows, one request per member whose roles change.
+    """
+
+    def __init__(self, bot: Tally) -> None:
+        self.bot = bot
+        self.running: dict[int, asyncio.Task[None]] = {}
+
+    async def start(self, guild: discord.Guild, channel_id: int, started_by: int) -> SyncState | None:
+        """Start a sync of the server; None when one is running there already."""
+        state = await self.bot.db.start_sync(guild.id, channel_id, started_by, int(time.time()))
+        if state is None:
+            return None
+        self._run(guild, state)
+        return state
+
+    def resume(self, guild: discord.Guild, state: SyncState) -> None:
+        """Go on with a sync a restart interrupted (unless it already runs)."""
+        if guild.id not in self.running:
+            log.info("resuming the reward role sync of guild %s after member %s", guild.id, state.after_user)
+            self._run(guild, state)
+
+    def _run(self, guild: discord.Guild, state: SyncState) -> None:
+        task = asyncio.create_task(self._sync(guild, state), name=f"tally-rewards-sync-{guild.id}")
+        self.running[guild.id] = task
+        task.add_done_callback(lambda _: self.running.pop(guild.id, None))
+
+    async def stop(self) -> None:
+        """Stop every sync, their progress saved (at shutdown)."""
+        tasks = list(self.running.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _sync(self, guild: discord.Guild, state: SyncState) -> None:
+        bot = self.bot
+        channel = guild.get_channel(state.channel_id)
+        message = channel.get_partial_message(state.message_id) if channel and state.message_id else None
+        try:
+            while not await bot.every_member(guild, within=40):  # Discord allows one request per 30 s
+                log.info("guild %s: asking again for the member list to sync reward roles", guild.id)
+            members = sorted((m for m in guild.members if not m.bot and m.id > state.after_user), key=lambda m: m.id)
+            board = await bot.xp.board(guild.id)
+            total = state.done + len(members)
+            message = await self._progress(channel, message, state, total)
+            state = state._replace(message_id=message.id if message else None)
+            await bot.db.save_sync(state)
+            last = time.monotonic()
+            for member in members:
+                server = bot.settings_of(guild)  # rewards changed meanwhile: the new ones
+                level = bot.curve_of(guild).level_for(board.xp_of(member.id))
+                change = asyncio.ensure_future(
+                    bot.rewards.align(member, level, server, reason="!rewards sync", tell=channel)
+                )
+                try:
+                    aligned = await asyncio.shield(change)
+                except asyncio.CancelledError:  # a shutdown: the member's request finishes and counts first
+                    with contextlib.suppress(Exception):
+                        state = _counted(state, member, await asyncio.wait_for(change, 5))
+                    raise
+                state = _counted(state, member, aligned)
+                if time.monotonic() - last >= PROGRESS_EVERY:
+                    await bot.db.save_sync(state)
+                    message = await self._progress(channel, message, state, total)
+                    last = time.monotonic()
+        except asyncio.CancelledError:  # a shutdown: keep how far it got, the next start goes on
+            await asyncio.shield(bot.db.save_sync(state))
+            raise
+        except Exception:
+            log.exception("the reward role sync of guild %s stopped; it resumes at the next start", guild.id)
+            await bot.db.save_sync(state)
+            return
+        await bot.db.end_sync(guild.id)
+        failed = f", {state.failed:,} could not be changed (see above)" if state.failed else ""
+        summary = f"Reward roles synced: {state.done:,} members checked, {state.changed:,} changed{failed}."
+        await self._progress(channel, message, state, state.done, summary)
+
+    async def _progress(
+        self,
+        channel: discord.abc.Messageable | None,
+        message: discord.PartialMessage | discord.Message | None,
+        state: SyncState,
+        total: int,
+        text: str | None = None,
+    ) -> discord.PartialMessage | discord.Message | None:
+        """Post, or edit in place, the progress message: done, to do, failed."""
+        text = (
+            text or f"Syncing reward roles: {state.done:,} done, {total - state.done:,} to do, {state.failed:,} failed."
+        )
+        if channel is None:
+            return message
+        try:
+            if message is None:
+                return await channel.send(text)
+            await message.edit(content=text)
+        except discord.NotFound:  # the progress message was deleted: a new one
+            return await channel.send(text)
+        except discord.HTTPException as exc:
+            log.warning("could not show the reward sync's progress in channel %s: HTTP %s", channel.id, exc.status)
+        return message

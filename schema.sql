@@ -96,6 +96,20 @@ CREATE TABLE case_reasons (
 );
 CREATE INDEX case_reasons_by_case ON case_reasons (guild_id, number);
 
-PRAGMA user_version = 3;
+-- A running !rewards sync, one per guild: where its progress message is and
+-- how far it got (members go in user ID order), so a restart resumes it.
+CREATE TABLE reward_syncs (
+    guild_id   INTEGER PRIMARY KEY,
+    channel_id INTEGER NOT NULL,             -- where !rewards sync was asked for
+    message_id INTEGER,                      -- its progress message, edited in place
+    started_by INTEGER NOT NULL,
+    after_user INTEGER NOT NULL DEFAULT 0,   -- the last member done
+    done       INTEGER NOT NULL DEFAULT 0,   -- members checked
+    changed    INTEGER NOT NULL DEFAULT 0,   -- members whose roles changed
+    failed     INTEGER NOT NULL DEFAULT 0,   -- members Discord would not change
+    started_at INTEGER NOT NULL
+);
+
+PRAGMA user_version = 4;
 
 COMMIT;

@@ -15,7 +15,7 @@
 CREATE TABLE tally_version (
     version INTEGER NOT NULL
 );
-INSERT INTO tally_version (version) VALUES (3);
+INSERT INTO tally_version (version) VALUES (4);
 
 -- The settings a guild changed from the defaults in .env, one row each: the
 -- setting's name (as !settings shows it) and its value as text, which
@@ -104,3 +104,16 @@ CREATE TABLE tally_flushes (
     id BIGINT PRIMARY KEY
 );
 
+-- A running !rewards sync, one per guild: where its progress message is and
+-- how far it got (members go in user ID order), so a restart resumes it.
+CREATE TABLE reward_syncs (
+    guild_id   BIGINT PRIMARY KEY,
+    channel_id BIGINT  NOT NULL,             -- where !rewards sync was asked for
+    message_id BIGINT,                       -- its progress message, edited in place
+    started_by BIGINT  NOT NULL,
+    after_user BIGINT  NOT NULL DEFAULT 0,   -- the last member done
+    done       INTEGER NOT NULL DEFAULT 0,   -- members checked
+    changed    INTEGER NOT NULL DEFAULT 0,   -- members whose roles changed
+    failed     INTEGER NOT NULL DEFAULT 0,   -- members Discord would not change
+    started_at BIGINT  NOT NULL
+);

@@ -69,6 +69,7 @@ class ServerSettings:
     rewards: tuple[tuple[int, int], ...] = ()
     rewards_mode: str = "stack"  # "stack": keep every reward earned; "replace": only the highest level's
     rewards_on_rejoin: bool = True  # a member who comes back gets their reward roles again
+    show_departed: bool = True  # members who left stay on the leaderboard under their last known name
     changed: frozenset[str] = frozenset()  # the settings this server set itself
 
     def reward_roles(self, level: int) -> set[int]:
@@ -352,6 +353,13 @@ SETTINGS: dict[str, Setting] = {
             "@Boosters 1.5",
             _read_multipliers,
             _show_multipliers,
+        ),
+        Setting(
+            "departed",
+            "on: members who left stay on the leaderboard under their last known name; off: only members still here.",
+            "off",
+            _read_choice("show_departed", {"on": True, "off": False}),
+            lambda s: "on" if s.show_departed else "off",
         ),
         Setting(
             "rewards",

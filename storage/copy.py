@@ -82,6 +82,17 @@ TABLES = (
         "INSERT INTO cases (guild_id, number, action, target_id, target_name, moderator_id, reason, created_at) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     ),
+    Table(
+        "reward_syncs",
+        "SELECT COUNT(*) FROM reward_syncs",
+        "SELECT guild_id, channel_id, message_id, started_by, after_user, done, changed, failed, started_at "
+        "FROM reward_syncs ORDER BY guild_id LIMIT $1",
+        "SELECT guild_id, channel_id, message_id, started_by, after_user, done, changed, failed, started_at "
+        "FROM reward_syncs WHERE guild_id > $1 ORDER BY guild_id LIMIT $2",
+        1,
+        "INSERT INTO reward_syncs (guild_id, channel_id, message_id, started_by, after_user, done, changed, failed, "
+        "started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    ),
 )
 
 # A case's earlier reasons keep their order, which lives in the row's position: rowid or id.

@@ -83,6 +83,20 @@ class Case(NamedTuple):
     created_at: int
 
 
+class SyncState(NamedTuple):
+    """How far a guild's ``!rewards sync`` got."""
+
+    guild_id: int
+    channel_id: int
+    message_id: int | None
+    started_by: int
+    after_user: int  # members are synced in user ID order: the last one done
+    done: int
+    changed: int
+    failed: int
+    started_at: int
+
+
 class OldReason(NamedTuple):
     reason: str | None
     moderator_id: int

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 from storage.records import DatabaseRefused
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def numbered_scripts(folder: Path) -> dict[int, str]:

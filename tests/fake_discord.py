@@ -7,12 +7,18 @@ strings), so behaviour that passes here should pass on the real Discord.
 
 What it speaks
   Gateway: HELLO, IDENTIFY (token and privileged-intent checks, close codes
-  4004 and 4014), HEARTBEAT/ACK, READY, GUILD_CREATE, MESSAGE_CREATE (with
-  ``member`` beside ``author``, and content stripped without the Message
-  Content intent), REQUEST_GUILD_MEMBERS -> GUILD_MEMBERS_CHUNK, RESUME with
-  replay of missed events (INVALID_SESSION for an unknown session or a wrong
-  token), and ``zlib-stream`` or ``zstd-stream`` transport compression as the
-  client asks in the query string. :meth:`FakeDiscord.revoke_token` plays the
+  4004 and 4014), HEARTBEAT/ACK, READY, GUILD_CREATE (``large`` above
+  IDENTIFY's ``large_threshold``; its member list: see ``guild_create_members``),
+  MESSAGE_CREATE (with ``member`` beside ``author``, and content stripped
+  without the Message Content intent), MESSAGE_UPDATE (the whole message, with
+  MESSAGE_CREATE's extra fields), REQUEST_GUILD_MEMBERS -> GUILD_MEMBERS_CHUNK
+  (up to 1,000 members a chunk, ``chunk_index``/``chunk_count`` over them; a
+  prefix ``query`` or ``user_ids`` return at most 100; the whole member list,
+  ``query`` "", needs the GUILD_MEMBERS intent, else no answer, and with
+  ``limit`` 0 may be asked once per guild every 30 s, else RATE_LIMITED), RESUME
+  with replay of missed events (INVALID_SESSION for an unknown session or a
+  wrong token), and ``zlib-stream`` or ``zstd-stream`` transport compression as
+  the client asks in the query string. :meth:`FakeDiscord.revoke_token` plays the
   owner resetting the token in the Developer Portal: live sockets close with
   4004 and REST answers 401.
   Sharding: GET /gateway/bot recommends ``shard_count``; IDENTIFY's ``shard`` is
@@ -26,8 +32,13 @@ What it speaks
   to 4,096, up to 25 fields, each with a name (up to 256) and a value (up to
   1,024), footer text up to 2,048, author name up to 256; and up to 6,000 of
   those characters across all of a message's embeds; see
-  :func:`message_problems`), creating DM channels, fetching members, kicks and
-  bans, and changing a member's roles: PUT/DELETE
+  :func:`message_problems`), editing the bot's own messages (PATCH
+  /channels/{channel}/messages/{message}: ``content``, ``embeds``,
+  ``allowed_mentions``; 200 with the message, ``edited_timestamp`` set, and
+  MESSAGE_UPDATE; 10003 Unknown Channel, 50001 Missing Access, 10008 Unknown
+  Message, 50005 for another author's message, 50006 for an edit to nothing,
+  and the same limits as posting), creating DM channels, fetching members,
+  kicks and bans, and changing a member's roles: PUT/DELETE
   /guilds/{guild}/members/{user}/roles/{role} (204) and PATCH
   /guilds/{guild}/members/{user} with ``roles`` (replacing them) and ``nick``
   (200 with the member), with Discord's checks and errors: 10004 Unknown Guild,
@@ -36,9 +47,10 @@ What it speaks
   Each change dispatches GUILD_MEMBER_UPDATE (GUILD_MEMBERS intent) to the
   guild's shard; a change to nothing dispatches nothing.
   Every other route answers 404 and is listed in ``unknown_routes``.
-  Rate limits: :meth:`FakeDiscord.limit` limits a route bucket per guild (or
-  every request, "global"); over it, 429 with Discord's body and headers
-  (``Retry-After``, ``X-RateLimit-*``, ``X-RateLimit-Scope``), and under it the
+  Rate limits: :meth:`FakeDiscord.limit` limits a route bucket per guild or
+  channel, its major parameter (or every request, "global"); over it, 429
+  with Discord's body and headers (``Retry-After``, ``X-RateLimit-*``,
+  ``X-RateLimit-Scope``), and under it the
   ``X-RateLimit-*`` headers discord.py reads to wait before it is refused.
   Every answer carries ``Via: 1.1 google``, as Discord's do.
   World changes made in Discord by others: :meth:`FakeDiscord.member_join`
@@ -52,11 +64,15 @@ What it speaks
 What it records
   ``requests``: every REST call (method, path, JSON body). ``posts``: every
   message the bot posted, in order, with the users and roles it would ping
-  under Discord's allowed-mentions rules (:func:`pinged`). ``audit_log``: the
-  bot's kicks, bans and member changes with their ``X-Audit-Log-Reason``.
+  under Discord's allowed-mentions rules (:func:`pinged`); an edit changes its
+  Post and keeps the version it replaced in ``Post.edits``
+  (:meth:`FakeDiscord.wait_for_edit`). ``messages``: every message in the
+  world, as Discord holds it, by ID. ``audit_log``: the bot's kicks, bans and
+  member changes with their ``X-Audit-Log-Reason``.
   ``rate_limited``: every 429 served; ``bucket_requests``: every request counted
   against a limited bucket, ``early`` if it came after a 429 and before that
   bucket's reset (its client did not honour ``retry_after``).
+  ``gateway_rate_limited``: every RATE_LIMITED event sent (its ``d``).
 """
 
 from __future__ import annotations
@@ -70,7 +86,8 @@ import re
 import time
 import urllib.parse
 import zlib
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -105,6 +122,15 @@ PRIVILEGED_INTENTS = INTENT_GUILD_MEMBERS | INTENT_MESSAGE_CONTENT | INTENT_GUIL
 # Gateway opcodes
 OP_DISPATCH, OP_HEARTBEAT, OP_IDENTIFY, OP_PRESENCE = 0, 1, 2, 3
 OP_RESUME, OP_RECONNECT, OP_REQUEST_MEMBERS, OP_INVALID_SESSION, OP_HELLO, OP_ACK = 6, 7, 8, 9, 10, 11
+
+# Request Guild Members (https://discord.com/developers/docs/events/gateway-events#request-guild-members)
+MAX_CHUNK_MEMBERS = 1000  # "up to 1000 members per chunk"
+MAX_QUERY_MEMBERS = 100  # a prefix query returns at most 100 members, and so do user_ids
+MAX_NONCE_BYTES = 32  # a longer nonce is ignored: the chunks carry none
+# The whole member list (query "", limit 0): once per guild per bot every 30 s, else a RATE_LIMITED
+# event (https://discord.com/developers/docs/change-log, "Introducing Rate Limit When Requesting All
+# Guild Members", August 2025, for every guild from October 1, 2025)
+REQUEST_ALL_MEMBERS_EVERY = 30.0
 
 MENTION_RE = re.compile(r"<@!?(\d{15,20})>")
 ROLE_MENTION_RE = re.compile(r"<@&(\d{15,20})>")
@@ -308,7 +334,12 @@ class Guild:
     def everyone(self) -> Role:
         return self.roles[self.id]
 
-    def payload(self) -> dict[str, Any]:
+    def payload(self, members: list[Member] | None = None, large_threshold: int = 50) -> dict[str, Any]:
+        """The guild as GUILD_CREATE carries it: with ``members`` (default: every member).
+
+        ``large`` says the guild has more members than ``large_threshold`` (IDENTIFY's).
+        """
+        members = list(self.members.values()) if members is None else members
         return {
             "id": str(self.id),
             "name": self.name,
@@ -343,11 +374,11 @@ class Guild:
             "safety_alerts_channel_id": None,
             # GUILD_CREATE extras
             "joined_at": iso_now(),
-            "large": False,
+            "large": len(self.members) > large_threshold,
             "unavailable": False,
             "member_count": len(self.members),
             "voice_states": [],
-            "members": [member.payload() for member in self.members.values()],
+            "members": [member.payload() for member in members],
             "channels": [channel.payload() for channel in self.channels.values() if channel.parent_id is None],
             "threads": [channel.payload() for channel in self.channels.values() if channel.parent_id is not None],
             "presences": [],
@@ -421,6 +452,14 @@ FIELD_LIMITS = {"name": 256, "value": 1024}
 
 
 MAX_NICK_LENGTH = 32
+
+# What the fake lets an edit change; discord.py sends "tts" with every edit, which Discord ignores there,
+# and Message.edit sends "flags" (the message's own, unless asked to suppress embeds).
+EDITABLE_MESSAGE_FIELDS = {"content", "embeds", "allowed_mentions", "tts", "flags"}
+# The message flags an edit may change (https://discord.com/developers/docs/resources/message#edit-message);
+# others are ignored, as Discord ignores them.
+SUPPRESS_EMBEDS = 1 << 2
+IS_COMPONENTS_V2 = 1 << 15
 
 
 def _role_list_problems(roles: Any) -> dict[str, Any] | None:
@@ -516,15 +555,44 @@ def message_problems(content: str, embeds: list[dict[str, Any]]) -> dict[str, An
 
 
 @dataclass
+class PostVersion:
+    """One version of a post: as first posted, or as an edit left it."""
+
+    content: str
+    embeds: list[dict[str, Any]]
+    allowed_mentions: dict[str, Any] | None
+    pings: dict[str, Any]
+    edited_timestamp: str | None  # None: the message as first posted
+
+
+@dataclass
 class Post:
-    """A message the bot posted."""
+    """A message the bot posted, as it reads now: an edit changes it (see ``edits``)."""
 
     id: int
     channel_id: int
     content: str
     embeds: list[dict[str, Any]]
-    allowed_mentions: dict[str, Any] | None
-    pings: dict[str, Any]
+    allowed_mentions: dict[str, Any] | None  # of the post, or of the latest edit (None: that request had none)
+    pings: dict[str, Any]  # the mentions of the current content under those allowed mentions (see pinged)
+    edited_timestamp: str | None = None  # of the latest edit
+    edits: list[PostVersion] = field(default_factory=list)  # each version an edit replaced, oldest (as posted) first
+
+    @property
+    def version(self) -> PostVersion:
+        """The current version."""
+        return PostVersion(self.content, self.embeds, self.allowed_mentions, self.pings, self.edited_timestamp)
+
+    def edited_versions(self) -> list[Post]:
+        """The post as each edit left it, oldest first (the last is the post as it reads now)."""
+        versions = [*self.edits[1:], self.version]
+        return [replace(self, **vars(version)) for version in versions] if self.edits else []
+
+    def edit(self, version: PostVersion) -> None:
+        self.edits.append(self.version)
+        self.content, self.embeds = version.content, version.embeds
+        self.allowed_mentions, self.pings = version.allowed_mentions, version.pings
+        self.edited_timestamp = version.edited_timestamp
 
     @property
     def text(self) -> str:
@@ -544,9 +612,23 @@ class Post:
 RATE_LIMIT_BUCKETS = {
     "member_roles": "PUT and DELETE /guilds/{guild_id}/members/{user_id}/roles/{role_id}, "
     "PATCH /guilds/{guild_id}/members/{user_id}",
+    "message_edit": "PATCH /channels/{channel_id}/messages/{message_id}",
     "global": "every REST request",
 }
+# What each bucket counts per (its major parameter): a guild, a channel, or nothing (the whole bot).
+BUCKET_MAJOR = {"member_roles": "guild", "message_edit": "channel", "global": None}
 RATE_LIMITED_MESSAGE = "You are being rate limited."
+
+
+def _is_message_path(parts: list[str]) -> bool:
+    """Whether a path's parts are /channels/{channel_id}/messages/{message_id}."""
+    return (
+        len(parts) == 4
+        and parts[0] == "channels"
+        and parts[2] == "messages"
+        and parts[1].isdigit()
+        and parts[3].isdigit()
+    )
 
 
 def bucket_hash(bucket: str) -> str:
@@ -564,7 +646,7 @@ class RateLimitHit:
     """A 429 the fake served."""
 
     bucket: str  # a key of RATE_LIMIT_BUCKETS
-    guild_id: int | None  # the major parameter; None for the global limit
+    major: int | None  # the major parameter (a guild or channel ID, see BUCKET_MAJOR); None for the global limit
     method: str
     path: str
     at: float  # FakeDiscord.clock() when it was served
@@ -575,18 +657,29 @@ class RateLimitHit:
     def is_global(self) -> bool:
         return self.bucket == "global"
 
+    @property
+    def guild_id(self) -> int | None:
+        return self.major if BUCKET_MAJOR[self.bucket] == "guild" else None
+
+    @property
+    def channel_id(self) -> int | None:
+        return self.major if BUCKET_MAJOR[self.bucket] == "channel" else None
+
 
 @dataclass
 class BucketRequest:
     """A request counted against a limited bucket, and whether it honoured an earlier 429."""
 
     bucket: str
-    guild_id: int | None
+    major: int | None  # as in RateLimitHit
     method: str
     path: str
     at: float  # FakeDiscord.clock() on arrival
     status: int  # what the fake answered (429 when over the limit)
     early: bool  # it came after a 429 of this bucket and before that 429's reset: retry_after was not honoured
+
+    guild_id = RateLimitHit.guild_id
+    channel_id = RateLimitHit.channel_id
 
 
 @dataclass
@@ -601,10 +694,11 @@ class _Window:
 class Session:
     """One gateway session: survives a dropped socket so it can be RESUMEd."""
 
-    def __init__(self, intents: int, shard: tuple[int, int] = (0, 1)) -> None:
+    def __init__(self, intents: int, shard: tuple[int, int] = (0, 1), large_threshold: int = 50) -> None:
         self.id = f"fake{snowflake():x}"
         self.intents = intents
         self.shard = shard  # (shard_id, num_shards) from IDENTIFY; (0, 1) without one
+        self.large_threshold = large_threshold  # from IDENTIFY: 50 to 250, 50 without one
         self.seq = 0
         self.sent: list[dict[str, Any]] = []  # dispatches, for replay on RESUME
         self.socket: _Socket | None = None
@@ -656,6 +750,7 @@ class FakeDiscord:
         enabled_intents: int = INTENT_GUILD_MEMBERS | INTENT_MESSAGE_CONTENT,
         heartbeat_interval_ms: int = 41250,
         shard_count: int = 1,
+        guild_create_members: str = "all",
     ) -> None:
         self.token = token
         self.enabled_intents = enabled_intents  # privileged intents switched on in the "portal"
@@ -663,6 +758,13 @@ class FakeDiscord:
         # What GET /gateway/bot recommends and, as if the bot were in that many thousand guilds,
         # the fewest shards IDENTIFY accepts (Discord's 4011 "Sharding required").
         self.shard_count = shard_count
+        # The members GUILD_CREATE carries. "discord": as Discord sends them: without the GUILD_PRESENCES
+        # intent only the bot's own member (nobody is in voice here), so a client must chunk the guild for
+        # the rest; with it every member up to IDENTIFY's large_threshold, above it only those with a role
+        # or a nickname (nobody is online here) and the bot. "all": every member, always (not Discord's).
+        if guild_create_members not in ("all", "discord"):
+            raise ValueError(f"guild_create_members is 'all' or 'discord', not {guild_create_members!r}")
+        self.guild_create_members = guild_create_members
         self.bot_user = User(snowflake(), "Tally", bot=True)
         self.application_id = snowflake()
         self.owner = User(snowflake(), "app-owner")
@@ -672,6 +774,8 @@ class FakeDiscord:
         self.requests: list[tuple[str, str, Any]] = []
         self.unknown_routes: list[str] = []
         self.posts: list[Post] = []
+        self._posts_by_id: dict[int, Post] = {}
+        self.messages: dict[int, dict[str, Any]] = {}  # every message, as Discord holds it now (edits applied)
         # What the bot did, with its X-Audit-Log-Reason: kicks and bans ({"guild_id", "action", "target_id",
         # "reason"}), role changes ("member_role_update", with "added" and "removed" role IDs) and
         # nickname changes ("member_update", with "nick").
@@ -685,6 +789,11 @@ class FakeDiscord:
         self._roles_told: dict[int, dict[int, dict[str, Any]]] = {}
         self.rate_limited: list[RateLimitHit] = []  # every 429 served, in order
         self.bucket_requests: list[BucketRequest] = []  # every request counted against a limited bucket
+        # Requesting a whole guild's member list (query "", limit 0) is allowed once per guild every
+        # this many seconds, counted in clock(); None lifts the limit. Over it: RATE_LIMITED.
+        self.request_all_members_every: float | None = REQUEST_ALL_MEMBERS_EVERY
+        self._all_members_requested: dict[int, float] = {}  # guild -> clock() of the last one answered
+        self.gateway_rate_limited: list[dict[str, Any]] = []  # every RATE_LIMITED event's "d", in order
         self.identifies: list[dict[str, Any]] = []
         self.compressions: list[str | None] = []  # per gateway connection, as the client asked
         self.resumes = 0
@@ -862,8 +971,9 @@ class FakeDiscord:
     def limit(self, bucket: str, count: int | None, per_seconds: float = 1.0) -> None:
         """Let ``count`` requests through per ``per_seconds`` in ``bucket`` (None lifts the limit).
 
-        ``bucket`` is a key of :data:`RATE_LIMIT_BUCKETS`: "member_roles" counts per guild, as
-        Discord counts per route and major parameter; "global" counts every request of the bot.
+        ``bucket`` is a key of :data:`RATE_LIMIT_BUCKETS`: "member_roles" counts per guild and
+        "message_edit" per channel, as Discord counts per route and major parameter
+        (:data:`BUCKET_MAJOR`); "global" counts every request of the bot.
         A window opens at the first request and lasts ``per_seconds``. Over the limit the fake answers
         429 with Discord's body and headers; under it, a route bucket's answers carry the
         ``X-RateLimit-*`` headers, ``Remaining`` counting down, so a client can wait before it is
@@ -952,6 +1062,26 @@ class FakeDiscord:
 
         return await self.wait_for(found, timeout, f"a post after #{after}")
 
+    async def wait_for_edit(
+        self, message_id: int, predicate: Callable[[Post], Any] | None = None, timeout: float = 10.0
+    ) -> Post:
+        """The bot's post ``message_id`` once it has been edited (and an edit made ``predicate(post)`` true).
+
+        ``predicate`` is asked of the post as each edit left it (see :meth:`Post.edited_versions`), so an
+        edit that a later one replaced still counts, and one made before this call counts too.
+        Returns the post as it reads now.
+        """
+
+        def found():
+            post = self._posts_by_id.get(message_id)
+            if post is None:
+                return None
+            if any(predicate is None or predicate(version) for version in post.edited_versions()):
+                return post
+            return None
+
+        return await self.wait_for(found, timeout, f"an edit of message {message_id}")
+
     async def wait_for_request(
         self, method: str, path: str, *, after: int | None = None, timeout: float = 10.0
     ) -> tuple[str, str, Any]:
@@ -1027,7 +1157,8 @@ class FakeDiscord:
         if shard[1] < self.shard_count:  # each session would hold too many guilds
             await socket.ws.close(code=4011, message=b"Sharding required.")
             return None
-        session = Session(intents, (shard[0], shard[1]))
+        large_threshold = min(max(int(data.get("large_threshold") or 50), 50), 250)
+        session = Session(intents, (shard[0], shard[1]), large_threshold)
         session.socket = socket
         self.sessions[session.id] = session
         ready = {
@@ -1050,12 +1181,22 @@ class FakeDiscord:
         if intents & INTENT_GUILDS:
             for guild in self.guilds.values():
                 if session.receives(guild.id):
-                    await self._send_dispatch(session, "GUILD_CREATE", guild.payload())
+                    await self._send_dispatch(session, "GUILD_CREATE", self._guild_create(session, guild))
                     self._roles_told[guild.id] = {role.id: role.payload() for role in guild.roles.values()}
         session.ready = True
         self.ready_session = session
         await self._notify()
         return session
+
+    def _guild_create(self, session: Session, guild: Guild) -> dict[str, Any]:
+        """GUILD_CREATE for ``session``: its member list as ``guild_create_members`` says."""
+        members = list(guild.members.values())
+        if self.guild_create_members == "discord":
+            if not session.intents & INTENT_GUILD_PRESENCES:
+                members = [m for m in members if m.user.id == self.bot_user.id]
+            elif len(members) > session.large_threshold:
+                members = [m for m in members if m.roles or m.nick or m.user.id == self.bot_user.id]
+        return guild.payload(members, session.large_threshold)
 
     async def _send_dispatch(self, session: Session, event: str, data: dict[str, Any]) -> None:
         """Number the event, keep it for a RESUME, and send it if the socket is up."""
@@ -1082,31 +1223,76 @@ class FakeDiscord:
         return session
 
     async def _members_chunk(self, socket: _Socket, session: Session | None, data: dict[str, Any]) -> None:
+        """Request Guild Members: GUILD_MEMBERS_CHUNK events of up to 1,000 members, as Discord answers.
+
+        ``user_ids`` (one snowflake or a list) or a prefix ``query`` (username or nickname) find at most
+        100 members, and at most ``limit``; ``query`` "" asks for the whole member list (``limit`` 0:
+        all of it), which needs the GUILD_MEMBERS intent (without it Discord does not answer) and,
+        with ``limit`` 0, is answered once per guild every :data:`REQUEST_ALL_MEMBERS_EVERY` seconds
+        (then RATE_LIMITED). An empty answer is one chunk with no members.
+        """
         guild = self.guilds.get(int(data["guild_id"]))
         if session is None or guild is None or not session.receives(guild.id):  # another shard's guild: no answer
             return
+        nonce = data.get("nonce")
+        if not (isinstance(nonce, str) and len(nonce.encode()) <= MAX_NONCE_BYTES):
+            nonce = None  # Discord ignores an invalid nonce: the chunks carry none
+        user_ids = data.get("user_ids")
+        wanted = [int(u) for u in (user_ids if isinstance(user_ids, list) else [user_ids] if user_ids else [])]
         query = (data.get("query") or "").lower()
-        wanted = {int(u) for u in data.get("user_ids") or []}
         limit = data.get("limit") or 0
-        found = []
-        for member in guild.members.values():
-            if wanted:
-                if member.user.id in wanted:
-                    found.append(member)
-            elif member.user.username.lower().startswith(query) or (member.nick or "").lower().startswith(query):
-                found.append(member)
-        if limit:
-            found = found[:limit]
-        chunk = {
-            "guild_id": str(guild.id),
-            "members": [m.payload() for m in found],
-            "chunk_index": 0,
-            "chunk_count": 1,
-            "nonce": data.get("nonce"),
-        }
         if wanted:
-            chunk["not_found"] = [str(u) for u in wanted - {m.user.id for m in found}]
-        await self._send_dispatch(session, "GUILD_MEMBERS_CHUNK", chunk)
+            found = [guild.members[u] for u in dict.fromkeys(wanted) if u in guild.members]
+            cap = MAX_QUERY_MEMBERS
+        elif query:
+            found = [
+                m
+                for m in guild.members.values()
+                if m.user.username.lower().startswith(query) or (m.nick or "").lower().startswith(query)
+            ]
+            cap = MAX_QUERY_MEMBERS
+        else:  # the whole member list
+            if not session.intents & INTENT_GUILD_MEMBERS:
+                return
+            if not limit and (refused := self._all_members_refused(guild, nonce)) is not None:
+                await self._send_dispatch(session, "RATE_LIMITED", refused)
+                return
+            found = list(guild.members.values())
+            cap = len(found)
+        found = found[: min(limit, cap) if limit else cap]
+        pages = [found[i : i + MAX_CHUNK_MEMBERS] for i in range(0, len(found), MAX_CHUNK_MEMBERS)] or [[]]
+        for index, page in enumerate(pages):
+            chunk: dict[str, Any] = {
+                "guild_id": str(guild.id),
+                "members": [m.payload() for m in page],
+                "chunk_index": index,
+                "chunk_count": len(pages),
+            }
+            if wanted:
+                chunk["not_found"] = [str(u) for u in dict.fromkeys(wanted) if u not in guild.members]
+            if nonce is not None:
+                chunk["nonce"] = nonce
+            await self._send_dispatch(session, "GUILD_MEMBERS_CHUNK", chunk)
+
+    def _all_members_refused(self, guild: Guild, nonce: str | None) -> dict[str, Any] | None:
+        """A RATE_LIMITED event's ``d`` if the whole member list of ``guild`` was asked for too recently, or None."""
+        if self.request_all_members_every is None:
+            return None
+        now = self.clock()
+        last = self._all_members_requested.get(guild.id)
+        if last is None or now >= last + self.request_all_members_every:
+            self._all_members_requested[guild.id] = now
+            return None
+        meta: dict[str, Any] = {"guild_id": str(guild.id)}
+        if nonce is not None:
+            meta["nonce"] = nonce
+        refused = {
+            "opcode": OP_REQUEST_MEMBERS,
+            "retry_after": _ms_ceil(last + self.request_all_members_every - now),
+            "meta": meta,
+        }
+        self.gateway_rate_limited.append(refused)
+        return refused
 
     async def revoke_token(self) -> None:
         """The owner resets the token in the Developer Portal while the bot runs.
@@ -1133,11 +1319,20 @@ class FakeDiscord:
     # -- members speaking -------------------------------------------------------------
 
     def _message_payload(
-        self, channel: Channel, author: User, content: str, *, webhook_id: int | None = None, type_: int = 0
+        self,
+        channel: Channel,
+        author: User,
+        content: str,
+        *,
+        webhook_id: int | None = None,
+        type_: int = 0,
+        allowed: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """A message object; ``mentions`` and ``mention_roles`` are those ``allowed`` (allowed mentions) lets count."""
         guild = self.guilds.get(channel.guild_id) if channel.guild_id else None
+        pings = pinged(content, allowed, guild)
         mentions = []
-        for user_id in {int(u) for u in MENTION_RE.findall(content)}:
+        for user_id in pings["users"]:
             user = self.users.get(user_id)
             if user is None:
                 continue
@@ -1155,7 +1350,7 @@ class FakeDiscord:
             "tts": False,
             "mention_everyone": False,
             "mentions": mentions,
-            "mention_roles": ROLE_MENTION_RE.findall(content),
+            "mention_roles": [str(r) for r in pings["roles"]],
             "attachments": [],
             "embeds": [],
             "pinned": False,
@@ -1176,6 +1371,7 @@ class FakeDiscord:
     ) -> dict[str, Any]:
         """A member (or webhook) posts ``content`` in a guild channel."""
         data = self._message_payload(channel, author, content, webhook_id=webhook_id, type_=type_)
+        self.messages[int(data["id"])] = data
         await self.dispatch("MESSAGE_CREATE", data, INTENT_GUILD_MESSAGES, self._content_view)
         return data
 
@@ -1191,6 +1387,7 @@ class FakeDiscord:
         """A user sends the bot a direct message."""
         channel = self._dm_channel(author)
         data = self._message_payload(channel, author, content)
+        self.messages[int(data["id"])] = data
         await self.dispatch("MESSAGE_CREATE", data, INTENT_DIRECT_MESSAGES)
         return data
 
@@ -1235,8 +1432,10 @@ class FakeDiscord:
         return response
 
     def _bucket_of(self, method: str, path: str) -> tuple[str, int] | None:
-        """The route bucket a request counts against, with its major parameter (the guild), if any."""
+        """The route bucket a request counts against, with its major parameter (guild or channel), if any."""
         parts = path.strip("/").split("/")
+        if method == "PATCH" and _is_message_path(parts):
+            return "message_edit", int(parts[1])
         if len(parts) < 4 or parts[0] != "guilds" or parts[2] != "members" or not parts[1].isdigit():
             return None
         if not parts[3].isdigit():  # /members/@me and the like: other routes
@@ -1320,6 +1519,8 @@ class FakeDiscord:
             return json_response(self._dm_channel(user).payload())
         if method == "POST" and len(parts) == 3 and parts[0] == "channels" and parts[2] == "messages":
             return await self._post_message(int(parts[1]), body or {})
+        if method == "PATCH" and _is_message_path(parts):
+            return await self._edit_message(int(parts[1]), int(parts[3]), body)
         if method == "GET" and len(parts) == 2 and parts[0] == "users" and parts[1].isdigit():
             user = self.users.get(int(parts[1]))
             return json_response(user.payload()) if user else error_response(404, 10013, "Unknown User")
@@ -1516,10 +1717,62 @@ class FakeDiscord:
         if problems := message_problems(content, embeds):
             return json_response({"code": 50035, "message": "Invalid Form Body", "errors": problems}, 400)
         allowed = body.get("allowed_mentions")
-        data = self._message_payload(channel, self.bot_user, content)
+        data = self._message_payload(channel, self.bot_user, content, allowed=allowed)
         data["embeds"] = embeds
         post = Post(int(data["id"]), channel_id, content, embeds, allowed, pinged(content, allowed, guild))
         self.posts.append(post)
+        self._posts_by_id[post.id] = post
+        self.messages[post.id] = data
         if guild is not None:  # Discord echoes the bot's own message back on the gateway
             await self.dispatch("MESSAGE_CREATE", data, INTENT_GUILD_MESSAGES)
+        return json_response(data)
+
+    async def _edit_message(self, channel_id: int, message_id: int, body: Any) -> web.Response:
+        """Edit Message: the bot's own message's ``content`` and ``embeds``, with ``allowed_mentions``.
+
+        As Discord: only the author may edit them (50005 for another's message); Send Messages is not
+        needed, seeing the channel is (50001). A field given replaces the message's (null clears it),
+        one left out stays; the result is held to the limits of posting (50035) and may not be empty
+        (50006). ``mentions`` are made anew from the new content, and the pings under the edit's own
+        ``allowed_mentions`` (none given: every mention counts, whatever the post had). 200 with the
+        message, ``edited_timestamp`` set; MESSAGE_UPDATE to the guild's shard. A body changing neither
+        field changes nothing and answers the message as it is.
+        """
+        guild, channel = self._find_channel(channel_id)
+        if channel is None:
+            return error_response(404, 10003, "Unknown Channel")
+        if guild is not None and not guild.permissions_in(guild.members[self.bot_user.id], channel) & VIEW_CHANNEL:
+            return error_response(403, 50001, "Missing Access")
+        message = self.messages.get(message_id)
+        if message is None or message["channel_id"] != str(channel_id):
+            return error_response(404, 10008, "Unknown Message")
+        if message["author"]["id"] != str(self.bot_user.id):
+            return error_response(403, 50005, "Cannot edit a message authored by another user")
+        body = body if isinstance(body, dict) else {}
+        unsupported = set(body) - EDITABLE_MESSAGE_FIELDS
+        if (body.get("flags") or 0) & (SUPPRESS_EMBEDS | IS_COMPONENTS_V2) != message["flags"] & SUPPRESS_EMBEDS:
+            unsupported.add("flags")  # suppressing embeds or components v2: not modelled here
+        if unsupported := sorted(unsupported):
+            # components, attachments and files: not modelled here
+            self.unknown_routes.append(
+                f"PATCH /channels/{channel_id}/messages/{message_id} with {', '.join(unsupported)}"
+            )
+            return error_response(404, 0, "404: Not Found")
+        if "content" not in body and "embeds" not in body:
+            return json_response(message)
+        content = (body["content"] or "") if "content" in body else message["content"]
+        embeds = (body["embeds"] or []) if "embeds" in body else message["embeds"]
+        if not content and not embeds:
+            return error_response(400, 50006, "Cannot send an empty message")
+        if problems := message_problems(content, embeds):
+            return json_response({"code": 50035, "message": "Invalid Form Body", "errors": problems}, 400)
+        allowed = body.get("allowed_mentions")
+        data = self._message_payload(channel, self.bot_user, content, type_=message["type"], allowed=allowed)
+        data.update(id=message["id"], timestamp=message["timestamp"], edited_timestamp=iso_now(), embeds=embeds)
+        self.messages[message_id] = data  # a new dict: what was dispatched before stays as it was sent
+        post = self._posts_by_id.get(message_id)
+        if post is not None:
+            post.edit(PostVersion(content, embeds, allowed, pinged(content, allowed, guild), data["edited_timestamp"]))
+        if guild is not None:  # as for MESSAGE_CREATE: the whole message, with guild_id and member
+            await self.dispatch("MESSAGE_UPDATE", data, INTENT_GUILD_MESSAGES)
         return json_response(data)

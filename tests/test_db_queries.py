@@ -52,3 +52,21 @@ async def test_a_failed_transaction_rolls_back_everything_in_it(db):
             await conn.execute("INSERT INTO guild_settings (guild_id, name, value) VALUES ($1, 'prefix', '?')", GUILD)
             raise RuntimeError("boom")
     assert await db.stored_settings() == {}
+
+
+async def test_one_reward_sync_per_guild_its_progress_saved_and_ended(db):
+    first = await db.start_sync(GUILD, 10, 20, now=1000)
+    assert first is not None and (first.done, first.after_user, first.message_id) == (0, 0, None)
+    assert await db.start_sync(GUILD, 11, 21, now=1001) is None  # one at a time
+    await db.save_sync(first._replace(message_id=99, after_user=555, done=7, changed=3, failed=1))
+    (saved,) = await db.syncs()
+    assert (saved.channel_id, saved.message_id, saved.after_user, saved.done, saved.changed, saved.failed) == (
+        10,
+        99,
+        555,
+        7,
+        3,
+        1,
+    )
+    await db.end_sync(GUILD)
+    assert await db.syncs() == [] and await db.sync_of(GUILD) is None

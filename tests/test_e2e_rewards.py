@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.fake_discord import MANAGE_ROLES
-from tests.helpers import field
+from tests.helpers import field, seed_xp
 
 
 def role_requests(world) -> list[tuple[str, str]]:
@@ -47,7 +47,7 @@ async def test_adding_a_reward_checks_permission_hierarchy_managed_and_everyone_
     post = await world.ask(world.alice, "!rewards add 5 Regulars")
     assert "Manage Server" in post.content
     post = await world.ask(world.mod, "!rewards add 5 Regulars")
-    assert post.content == f"Members who reach level 5 get <@&{regulars.id}>."
+    assert post.content.startswith(f"Members who reach level 5 get <@&{regulars.id}>. `!rewards sync` gives it")
     listing = await world.ask(world.alice, "!rewards")
     assert f"level 5: <@&{regulars.id}>" in listing.content
 
@@ -143,3 +143,56 @@ async def test_a_reward_role_deleted_or_moved_above_tally_is_reported_once_not_f
     assert announcement.content == f"<@{world.alice.id}> reached level 3!"
     assert len(role_requests(world)) == before  # nothing Discord would refuse was sent
     assert field(await world.ask(world.alice, "!level"), "Level") == "3"
+
+
+async def test_rewards_sync_brings_ten_thousand_members_in_line_within_the_rate_limits(world, tally, storage):
+    fake = world.fake
+    let_tally_manage_roles(world)
+    regulars = fake.add_role(world.guild, "Regulars", position=1)
+    crowd = [fake.add_member(world.guild, f"member{i}") for i in range(10_000)]
+    earned, unearned = crowd[:300], crowd[300:320]
+    for user in unearned:  # hold the reward without the level (given by hand, or XP reset)
+        world.guild.members[user.id].roles.append(regulars.id)
+    await seed_xp(storage, world.guild.id, [(user.id, 150, user.username) for user in earned])  # level 2
+    db = await storage.open()
+    await db.set_setting(world.guild.id, "rewards", f"2:{regulars.id}")
+    await db.close()
+    fake.limit("member_roles", 25, per_seconds=0.25)
+    await tally()
+    progress = await world.ask(world.mod, "!rewards sync")
+    assert progress.content.startswith("Syncing reward roles: 0 done, ")
+    busy = await world.ask(world.mod, "!rewards sync")
+    assert busy.content.startswith("A reward role sync is already running in this server")
+    final = await fake.wait_for_edit(
+        progress.id, lambda post: post.content.startswith("Reward roles synced"), timeout=120
+    )
+    assert final.content == "Reward roles synced: 10,005 members checked, 320 changed."
+    assert all(regulars.id in roles_of(world, user) for user in earned)
+    assert not any(regulars.id in roles_of(world, user) for user in unearned + crowd[320:400])
+    assert not any(request.early for request in fake.bucket_requests)  # every 429 honoured
+    assert await storage.rows("SELECT * FROM reward_syncs") == []
+
+
+async def test_a_sync_stopped_by_a_restart_resumes_where_it_stopped(world, tally, storage):
+    fake = world.fake
+    let_tally_manage_roles(world)
+    regulars = fake.add_role(world.guild, "Regulars", position=1)
+    crowd = [fake.add_member(world.guild, f"member{i}") for i in range(400)]
+    await seed_xp(storage, world.guild.id, [(user.id, 150, user.username) for user in crowd])
+    db = await storage.open()
+    await db.set_setting(world.guild.id, "rewards", f"2:{regulars.id}")
+    await db.close()
+    fake.limit("member_roles", 10, per_seconds=0.25)  # 40 a second: about 10 s for everyone
+    bot = await tally()
+    progress = await world.ask(world.mod, "!rewards sync")
+    await fake.wait_for_edit(progress.id, lambda post: not post.content.startswith("Syncing reward roles: 0 done"))
+    assert await bot.stop() == 0
+    (saved,) = await storage.rows("SELECT done FROM reward_syncs")
+    assert 0 < saved[0] < 405
+    await tally()  # goes on by itself, editing the same message
+    final = await fake.wait_for_edit(
+        progress.id, lambda post: post.content.startswith("Reward roles synced"), timeout=60
+    )
+    assert final.content.startswith("Reward roles synced: 405 members checked, 400 changed")
+    assert all(regulars.id in roles_of(world, user) for user in crowd)
+    assert await storage.rows("SELECT * FROM reward_syncs") == []

@@ -239,3 +239,25 @@ async def test_multipliers_multiply_channel_by_the_highest_role_and_round(world,
     await world.ask(world.mod, "!multipliers Boosters reset")
     post = await world.ask(world.alice, "!settings multipliers")
     assert post.content.startswith(f"`multipliers` · <#{events.id}> ×0, <@&{veterans.id}> ×1.3\n")
+
+
+async def test_departed_off_leaves_members_who_left_off_the_leaderboard_and_out_of_ranks(world, tally, storage):
+    gone = world.fake.add_user("gone")  # earned XP, then left
+    await seed_xp(
+        storage, world.guild.id, [(gone.id, 900, "gone"), (world.alice.id, 500, "alice"), (world.bob.id, 100, "bob")]
+    )
+    await tally()
+    board = await world.ask(world.alice, "!leaderboard")
+    assert board.embeds[0]["description"].split("\n")[0] == "**#1** gone · level 10 · 900 XP"
+    assert field(await world.ask(world.alice, "!level"), "Rank") == "#2 of 3"
+    assert (await world.ask(world.mod, "!settings departed off")).content == "`departed` is now off."
+    board = await world.ask(world.alice, "!leaderboard")
+    assert board.embeds[0]["description"].split("\n") == [
+        "**#1** alice · level 6 · 500 XP",
+        "**#2** bob · level 2 · 100 XP",
+    ]
+    assert "2 members" in board.embeds[0]["footer"]["text"]
+    assert field(await world.ask(world.alice, "!level"), "Rank") == "#1 of 2"
+    await world.fake.member_leave(world.guild, world.bob)  # Discord's leave event keeps the list current
+    board = await world.ask(world.alice, "!leaderboard")
+    assert board.embeds[0]["description"].split("\n") == ["**#1** alice · level 6 · 500 XP"]

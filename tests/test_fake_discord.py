@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -23,11 +25,13 @@ from tests.fake_discord import (
     INTENT_DIRECT_MESSAGES,
     INTENT_GUILD_MEMBERS,
     INTENT_GUILD_MESSAGES,
+    INTENT_GUILD_PRESENCES,
     INTENT_GUILDS,
     MANAGE_NICKNAMES,
     MANAGE_ROLES,
     OP_IDENTIFY,
     OP_INVALID_SESSION,
+    OP_REQUEST_MEMBERS,
     OP_RESUME,
     SEND_MESSAGES,
     VIEW_CHANNEL,
@@ -1053,3 +1057,410 @@ async def test_put_on_members_and_delete_on_bans_are_neither_kicks_nor_bans(worl
     assert fake.unknown_routes == [f"PUT {add_member}", f"DELETE {unban}"]
     assert fake.audit_log == [] and guild.bans == set() and world.alice.id in guild.members
     fake.unknown_routes.clear()  # the world fixture fails a test that leaves any
+
+
+# -- editing messages -----------------------------------------------------------------------
+
+
+def message_path(channel_id: int, message_id: int | str) -> str:
+    return f"/channels/{channel_id}/messages/{message_id}"
+
+
+async def edit_message(fake: FakeDiscord, channel_id: int, message_id: int | str, body: Any) -> tuple[int, Any]:
+    """PATCH a message as the bot would, with raw HTTP; the status and the JSON answer."""
+    status, answer, _ = await rest(fake, "PATCH", message_path(channel_id, message_id), body)
+    return status, answer
+
+
+async def test_an_edit_answers_the_whole_message_and_dispatches_message_update_with_the_guild_messages_intent(world):
+    fake, general = world.fake, world.general
+    content = f"Reward roles synced, <@{world.alice.id}>"
+
+    async def post_then_edit():
+        _, posted = await post_message(fake, general.id, {"content": "Syncing: 0 of 3", "embeds": [{"title": "Sync"}]})
+        edited = await edit_message(
+            fake, general.id, posted["id"], {"content": content, "allowed_mentions": {"parse": []}}
+        )
+        return posted, edited
+
+    (posted, (status, edited)), (events, without_messages) = await events_during(
+        fake, post_then_edit, (None, WITH_MEMBERS), (None, INTENT_GUILDS)
+    )
+    assert status == 200
+    assert posted["edited_timestamp"] is None and edited["edited_timestamp"] is not None
+    assert datetime.fromisoformat(edited["edited_timestamp"]) >= datetime.fromisoformat(posted["timestamp"])
+    # the same message (ID, timestamp, author, member, embeds kept), with the new content
+    assert edited == posted | {"content": content, "edited_timestamp": edited["edited_timestamp"]}
+    # Message Update: a message object with MESSAGE_CREATE's extra fields (guild_id, member, mentions)
+    assert events == [("MESSAGE_CREATE", posted), ("MESSAGE_UPDATE", edited)]
+    assert {"guild_id", "member", "mentions"} <= set(edited) and edited["tts"] is False
+    assert without_messages == []
+    [post] = fake.posts
+    assert (post.id, post.content, post.embeds) == (int(posted["id"]), content, [{"title": "Sync"}])
+    assert post.edited_timestamp == edited["edited_timestamp"]
+    assert [(v.content, v.embeds, v.edited_timestamp) for v in post.edits] == [
+        ("Syncing: 0 of 3", [{"title": "Sync"}], None)
+    ]
+    assert fake.messages[post.id] == edited
+
+
+async def test_an_edit_makes_the_mentions_anew_under_its_own_allowed_mentions(world):
+    fake, general, alice = world.fake, world.general, world.alice
+    _, posted = await post_message(fake, general.id, {"content": "hello", "allowed_mentions": {"parse": []}})
+    status, edited = await edit_message(fake, general.id, posted["id"], {"content": f"<@{alice.id}> reached level 5"})
+    assert status == 200
+    assert [m["id"] for m in edited["mentions"]] == [str(alice.id)]  # no allowed_mentions: every mention counts
+    post = fake.posts[0]
+    assert (post.allowed_mentions, post.pings["users"]) == (None, [alice.id])
+    _, edited = await edit_message(
+        fake, general.id, posted["id"], {"content": f"<@{alice.id}> reached level 6", "allowed_mentions": {"parse": []}}
+    )
+    assert edited["mentions"] == [] and post.pings["users"] == []
+    assert [v.pings["users"] for v in post.edits] == [[], [alice.id]]
+
+
+async def test_an_edit_replaces_the_fields_it_gives_and_null_clears_one_but_not_down_to_nothing(world):
+    fake, general = world.fake, world.general
+    _, posted = await post_message(fake, general.id, {"content": "Syncing", "embeds": [{"title": "0 of 3"}]})
+    post, message_id = fake.posts[0], posted["id"]
+    status, edited = await edit_message(fake, general.id, message_id, {"embeds": [{"title": "1 of 3"}]})
+    assert (status, edited["content"], edited["embeds"]) == (200, "Syncing", [{"title": "1 of 3"}])
+    status, edited = await edit_message(fake, general.id, message_id, {"content": None})
+    assert (status, edited["content"], edited["embeds"]) == (200, "", [{"title": "1 of 3"}])
+    status, answer = await edit_message(fake, general.id, message_id, {"embeds": None})
+    assert (status, answer) == (400, {"message": "Cannot send an empty message", "code": 50006})
+    assert (post.content, post.embeds, len(post.edits)) == ("", [{"title": "1 of 3"}], 2)  # the refused edit: none
+    status, unchanged = await edit_message(fake, general.id, message_id, {"tts": False})  # discord.py sends tts
+    assert (status, unchanged) == (200, edited)
+    assert len(post.edits) == 2  # changing nothing is no edit
+
+
+@pytest.mark.parametrize(
+    ("case", "error"),
+    [
+        ("unknown channel", (404, {"message": "Unknown Channel", "code": 10003})),
+        ("unknown message", (404, {"message": "Unknown Message", "code": 10008})),
+        ("message of another channel", (404, {"message": "Unknown Message", "code": 10008})),
+        ("another user's message", (403, {"message": "Cannot edit a message authored by another user", "code": 50005})),
+        ("channel the bot cannot see", (403, {"message": "Missing Access", "code": 50001})),
+    ],
+)
+async def test_an_edit_discord_refuses_is_answered_with_its_code_and_changes_nothing(world, case, error):
+    fake, general = world.fake, world.general
+    _, posted = await post_message(fake, general.id, {"content": "mine"})
+    channel_id, message_id = general.id, posted["id"]
+    if case == "unknown channel":
+        channel_id = 123456789012345678
+    elif case == "unknown message":
+        message_id = 123456789012345678
+    elif case == "message of another channel":
+        channel_id = fake.add_channel(world.guild, "other").id
+    elif case == "another user's message":
+        message_id = (await fake.say(general, world.alice, "hers"))["id"]
+    else:
+        general.overwrites.append(Overwrite(fake.bot_user.id, 1, deny=VIEW_CHANNEL))
+    assert await edit_message(fake, channel_id, message_id, {"content": "edited"}) == error
+    assert [(p.content, p.edits) for p in fake.posts] == [("mine", [])]
+
+
+async def test_an_edit_needs_no_send_messages_permission(world):
+    fake, general = world.fake, world.general
+    _, posted = await post_message(fake, general.id, {"content": "Syncing"})
+    general.overwrites.append(Overwrite(fake.bot_user.id, 1, deny=SEND_MESSAGES))
+    assert (await post_message(fake, general.id, {"content": "more"}))[0] == 403
+    status, edited = await edit_message(fake, general.id, posted["id"], {"content": "Synced"})
+    assert (status, edited["content"]) == (200, "Synced")
+
+
+@pytest.mark.parametrize(("message", "limit", "errors"), LIMITS)
+async def test_an_edit_is_held_to_the_limits_of_posting(world, message, limit, errors):
+    fake, general = world.fake, world.general
+    _, posted = await post_message(fake, general.id, {"content": "Syncing"})
+    status, answer = await edit_message(fake, general.id, posted["id"], message(limit + 1))
+    assert (status, answer) == (400, {"code": 50035, "message": "Invalid Form Body", "errors": errors})
+    assert fake.posts[0].edits == []
+    status, answer = await edit_message(fake, general.id, posted["id"], message(limit))
+    assert status == 200, answer
+    assert len(fake.posts[0].edits) == 1
+
+
+async def test_edit_fields_the_fake_does_not_model_are_listed_as_unknown(world):
+    fake, general = world.fake, world.general
+    _, posted = await post_message(fake, general.id, {"content": "Syncing"})
+    status, _ = await edit_message(fake, general.id, posted["id"], {"content": "x", "flags": 4})
+    assert status == 404
+    assert fake.unknown_routes == [f"PATCH {message_path(general.id, posted['id'])} with flags"]
+    fake.unknown_routes.clear()  # the world fixture fails a test that leaves any
+
+
+async def test_edits_count_against_a_message_edit_limit_per_channel(world):
+    fake, general = world.fake, world.general
+    fake.clock = Clock()
+    fake.limit("message_edit", 1, 5)
+    other = fake.add_channel(world.guild, "other")
+    _, in_general = await post_message(fake, general.id, {"content": "a"})
+    _, in_other = await post_message(fake, other.id, {"content": "b"})  # posting is another bucket
+    path = message_path(general.id, in_general["id"])
+    status, _, headers = await rest(fake, "PATCH", path, {"content": "a2"})
+    assert (status, headers["X-RateLimit-Remaining"], headers["X-RateLimit-Bucket"]) == (
+        200,
+        "0",
+        bucket_hash("message_edit"),
+    )
+    status, answer, _ = await rest(fake, "PATCH", path, {"content": "a3"})
+    assert (status, answer["retry_after"]) == (429, 5.0)
+    assert (await edit_message(fake, other.id, in_other["id"], {"content": "b2"}))[0] == 200  # its own count
+    assert fake.rate_limited == [RateLimitHit("message_edit", general.id, "PATCH", path, 1000.0, 5.0, 1005.0)]
+    assert (fake.rate_limited[0].channel_id, fake.rate_limited[0].guild_id) == (general.id, None)
+    assert [(r.channel_id, r.status) for r in fake.bucket_requests] == [
+        (general.id, 200),
+        (general.id, 429),
+        (other.id, 200),
+    ]
+    assert [p.content for p in fake.posts] == ["a2", "b2"]
+
+
+async def test_wait_for_edit_returns_the_post_once_an_edit_satisfies_the_predicate(world):
+    fake, general = world.fake, world.general
+    _, posted = await post_message(fake, general.id, {"content": "0 of 3"})
+    message_id = int(posted["id"])
+    with pytest.raises(AssertionError, match="timed out"):
+        await fake.wait_for_edit(message_id, timeout=0.05)  # not edited yet
+    waiting = asyncio.create_task(fake.wait_for_edit(message_id, lambda post: post.content == "3 of 3"))
+    for content in ("1 of 3", "3 of 3", "Done"):
+        assert (await edit_message(fake, general.id, message_id, {"content": content}))[0] == 200
+    post = await asyncio.wait_for(waiting, 5)  # "3 of 3" counts, though "Done" replaced it
+    assert post is fake.posts[0] and post.content == "Done"
+    assert [v.content for v in post.edits] == ["0 of 3", "1 of 3", "3 of 3"]
+    assert await fake.wait_for_edit(message_id, timeout=1) is post  # an edit made before the call counts
+    with pytest.raises(AssertionError, match="timed out"):
+        await fake.wait_for_edit(message_id, lambda post: "error" in post.text, timeout=0.05)
+
+
+@contextlib.asynccontextmanager
+async def discord_client(fake: FakeDiscord, monkeypatch, **options: Any) -> AsyncIterator[discord.Client]:
+    """A real discord.py client (members intent), connected to the fake and ready."""
+    monkeypatch.setattr(discord.http.Route, "BASE", f"{fake.url}/api/v10")
+    monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake.gateway_url))
+    intents = discord.Intents.default()
+    intents.members = True
+    client = discord.Client(intents=intents, **options)
+    running = asyncio.create_task(client.start(fake.token))
+    try:
+        await asyncio.wait_for(client.wait_until_ready(), 20)
+        yield client
+    finally:
+        await client.close()
+        await asyncio.wait_for(running, 10)
+
+
+async def test_discord_py_edits_its_message_and_sees_the_edit_and_discords_refusal(world, monkeypatch):
+    fake = world.fake
+    hers = await fake.say(world.general, world.alice, "hello")
+    async with discord_client(fake, monkeypatch) as client:
+        channel = client.get_channel(world.general.id)
+        message = await channel.send("Syncing reward roles")
+        seen = client.wait_for("message_edit", timeout=5)
+        edited = await message.edit(content="Reward roles synced", embed=discord.Embed(title="Done"))
+        before, after = await seen
+        with pytest.raises(discord.Forbidden) as refused:
+            await channel.get_partial_message(int(hers["id"])).edit(content="not yours")
+    assert edited.edited_at is not None and edited.embeds[0].title == "Done"
+    assert (before.content, after.content) == ("Syncing reward roles", "Reward roles synced")
+    assert after.edited_at == edited.edited_at
+    assert refused.value.code == 50005
+    [post] = fake.posts
+    assert (post.content, [v.content for v in post.edits]) == ("Reward roles synced", ["Syncing reward roles"])
+
+
+# -- member chunks ----------------------------------------------------------------------------
+
+
+async def member_requests(
+    fake: FakeDiscord, guild_id: int, *requests: dict[str, Any], intents: int = WITH_MEMBERS
+) -> list[tuple[str, dict[str, Any]]]:
+    """Send REQUEST_GUILD_MEMBERS ``requests`` on one new session; the dispatches that answered them, in order.
+
+    A last request, for the bot's own member with the nonce "last", marks the end: the fake
+    answers a socket's requests in order, so every earlier one has been answered (or ignored).
+    """
+    last = {"guild_id": str(guild_id), "user_ids": [str(fake.bot_user.id)], "limit": 1, "nonce": "last"}
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{fake.gateway_url}?v=10&encoding=json") as ws:
+        await identify(ws, fake.token, intents=intents)
+        await asyncio.wait_for(until_ready(ws), 5)
+        for request in [*requests, last]:
+            await ws.send_json({"op": OP_REQUEST_MEMBERS, "d": request})
+        answers = []
+        while True:
+            payload = await asyncio.wait_for(ws.receive_json(), 10)
+            if payload["op"] != 0 or payload["t"] == "GUILD_CREATE":
+                continue
+            if payload["d"].get("nonce") == "last":
+                return answers
+            answers.append((payload["t"], payload["d"]))
+
+
+def whole_guild(guild_id: int, nonce: str | None = None) -> dict[str, Any]:
+    request: dict[str, Any] = {"guild_id": str(guild_id), "query": "", "limit": 0}
+    if nonce is not None:
+        request["nonce"] = nonce
+    return request
+
+
+async def test_the_whole_member_list_comes_in_chunks_of_up_to_1000_with_index_and_count(world):
+    fake, guild = world.fake, world.guild
+    for i in range(2500):
+        fake.add_member(guild, f"member{i}")
+    answers = await member_requests(fake, guild.id, whole_guild(guild.id, "all"))
+    assert [event for event, _ in answers] == ["GUILD_MEMBERS_CHUNK"] * 3
+    chunks = [chunk for _, chunk in answers]
+    assert [len(c["members"]) for c in chunks] == [1000, 1000, len(guild.members) - 2000]
+    assert [(c["chunk_index"], c["chunk_count"], c["nonce"], c["guild_id"]) for c in chunks] == [
+        (i, 3, "all", str(guild.id)) for i in range(3)
+    ]
+    ids = [m["user"]["id"] for c in chunks for m in c["members"]]
+    assert sorted(ids) == sorted(str(u) for u in guild.members)  # each member once
+    assert all("not_found" not in c for c in chunks)
+    assert chunks[0]["members"][0] == next(iter(guild.members.values())).payload()
+
+
+async def test_a_prefix_query_and_user_ids_find_at_most_100_members(world):
+    fake, guild = world.fake, world.guild
+    fans = [fake.add_member(guild, f"fan{i}") for i in range(150)]
+    stranger = fake.add_user("stranger")  # not in the guild
+    answers = await member_requests(
+        fake,
+        guild.id,
+        {"guild_id": str(guild.id), "query": "FAN", "limit": 0, "nonce": "prefix"},
+        {"guild_id": str(guild.id), "query": "fan", "limit": 1000, "nonce": "prefix, limit 1000"},
+        {"guild_id": str(guild.id), "query": "fan", "limit": 10, "nonce": "prefix, limit 10"},
+        {"guild_id": str(guild.id), "user_ids": [str(u.id) for u in fans[:120]], "limit": 0, "nonce": "120 IDs"},
+        {"guild_id": str(guild.id), "user_ids": [str(world.alice.id), str(stranger.id)], "limit": 2, "nonce": "IDs"},
+        {"guild_id": str(guild.id), "user_ids": str(world.bob.id), "limit": 1, "nonce": "one ID"},
+        {"guild_id": str(guild.id), "query": "nobody", "limit": 10, "nonce": "none"},
+    )
+    found = {c["nonce"]: [m["user"]["id"] for m in c["members"]] for _, c in answers}
+    assert [(c["chunk_index"], c["chunk_count"]) for _, c in answers] == [(0, 1)] * 7
+    assert [len(found[n]) for n in ("prefix", "prefix, limit 1000", "prefix, limit 10", "120 IDs")] == [
+        100,
+        100,
+        10,
+        100,
+    ]
+    assert found["IDs"] == [str(world.alice.id)] and answers[4][1]["not_found"] == [str(stranger.id)]
+    assert found["one ID"] == [str(world.bob.id)] and answers[5][1]["not_found"] == []
+    assert found["none"] == [] and "not_found" not in answers[6][1]
+
+
+async def test_a_chunk_carries_a_valid_nonce_only(world):
+    fake, guild = world.fake, world.guild
+    answers = await member_requests(
+        fake, guild.id, whole_guild(guild.id), {**whole_guild(guild.id, "n" * 33), "limit": 5}
+    )
+    assert [("nonce" in chunk, len(chunk["members"])) for _, chunk in answers] == [
+        (False, len(guild.members)),
+        (False, 5),
+    ]
+
+
+async def test_the_whole_member_list_needs_the_members_intent_or_discord_does_not_answer(world):
+    fake, guild = world.fake, world.guild
+    answers = await member_requests(fake, guild.id, whole_guild(guild.id, "all"), intents=INTENT_GUILDS)
+    assert answers == []
+
+
+async def test_the_whole_member_list_is_answered_once_per_guild_every_30_seconds(world):
+    fake, guild = world.fake, world.guild
+    fake.clock = clock = Clock()
+    other = fake.add_guild("Other", owner=world.owner)
+
+    async def ask(*requests):
+        return [(event, data.get("nonce")) for event, data in await member_requests(fake, guild.id, *requests)]
+
+    assert await ask(
+        whole_guild(guild.id, "first"), whole_guild(guild.id, "again"), whole_guild(other.id, "other")
+    ) == [
+        ("GUILD_MEMBERS_CHUNK", "first"),
+        ("RATE_LIMITED", None),
+        ("GUILD_MEMBERS_CHUNK", "other"),  # per guild
+    ]
+    assert fake.gateway_rate_limited == [
+        {"opcode": 8, "retry_after": 30.0, "meta": {"guild_id": str(guild.id), "nonce": "again"}}
+    ]
+    clock.now += 12.5  # a query, or a limit, is not the whole list: never refused
+    assert await ask(whole_guild(guild.id, "later"), {**whole_guild(guild.id, "5"), "limit": 5}) == [
+        ("RATE_LIMITED", None),
+        ("GUILD_MEMBERS_CHUNK", "5"),
+    ]
+    assert fake.gateway_rate_limited[-1]["retry_after"] == 17.5
+    clock.now += 17.5
+    assert await ask(whole_guild(guild.id, "after 30 s")) == [("GUILD_MEMBERS_CHUNK", "after 30 s")]
+    fake.request_all_members_every = None
+    assert await ask(whole_guild(guild.id, "unlimited")) == [("GUILD_MEMBERS_CHUNK", "unlimited")]
+
+
+async def guild_create(fake: FakeDiscord, intents: int, large_threshold: int | None = None) -> dict[str, Any]:
+    """The GUILD_CREATE a new session is sent."""
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{fake.gateway_url}?v=10&encoding=json") as ws:
+        assert (await ws.receive_json())["op"] == 10  # HELLO
+        properties = {"os": "linux", "browser": "tests", "device": "tests"}
+        data: dict[str, Any] = {"token": fake.token, "intents": intents, "properties": properties}
+        if large_threshold is not None:
+            data["large_threshold"] = large_threshold
+        await ws.send_json({"op": OP_IDENTIFY, "d": data})
+        while (payload := await asyncio.wait_for(ws.receive_json(), 5))["t"] != "GUILD_CREATE":
+            pass
+        return payload["d"]
+
+
+async def test_guild_create_carries_the_members_discord_sends_when_told_to(world, roles):
+    fake, guild = world.fake, world.guild
+    fake.enabled_intents |= INTENT_GUILD_PRESENCES
+    presences = WITH_MEMBERS | INTENT_GUILD_PRESENCES
+    everyone = sorted(str(u) for u in guild.members)
+
+    def members(payload):
+        return sorted(m["user"]["id"] for m in payload["members"])
+
+    small = await guild_create(fake, WITH_MEMBERS)
+    assert (members(small), small["large"], small["member_count"]) == (everyone, False, len(everyone))  # "all"
+    fake.guild_create_members = "discord"
+    assert members(await guild_create(fake, WITH_MEMBERS)) == [str(fake.bot_user.id)]  # no presences intent
+    assert members(await guild_create(fake, presences)) == everyone  # presences, and not large
+    for i in range(60):
+        fake.add_member(guild, f"member{i}")
+    guild.members[world.alice.id].nick = "Ally"
+    large = await guild_create(fake, presences)  # 50 by default: large
+    with_role_or_nick = {world.mod.id, world.alice.id, fake.bot_user.id}  # and the bot, which has a role too
+    assert (members(large), large["large"]) == (sorted(str(u) for u in with_role_or_nick), True)
+    assert large["member_count"] == len(guild.members)
+    not_large = await guild_create(fake, presences, large_threshold=250)
+    assert (len(not_large["members"]), not_large["large"]) == (len(guild.members), False)
+    with pytest.raises(ValueError):
+        FakeDiscord(guild_create_members="some")
+
+
+@pytest.mark.parametrize("at_startup", [False, True], ids=["guild.chunk()", "chunk_guilds_at_startup"])
+async def test_discord_py_chunks_a_guild_of_10000_members_from_the_fakes_chunks(world, monkeypatch, at_startup):
+    fake, guild = world.fake, world.guild
+    fake.guild_create_members = "discord"  # GUILD_CREATE brings only the bot's own member, as on Discord
+    for i in range(10_000):
+        fake.add_member(guild, f"member{i}")
+    async with discord_client(fake, monkeypatch, chunk_guilds_at_startup=at_startup) as client:
+        cached = client.get_guild(guild.id)
+        if at_startup:  # wait_until_ready waited for the chunks
+            members, took = cached.members, 0.0
+        else:
+            assert (len(cached.members), cached.chunked, cached.large) == (1, False, True)
+            started = time.monotonic()
+            members = await asyncio.wait_for(cached.chunk(), 10)
+            took = time.monotonic() - started
+        assert cached.chunked and cached.member_count == len(guild.members) == 10_007
+        assert {m.id for m in members} == set(guild.members) == {m.id for m in cached.members}
+        assert cached.get_member(world.mod.id).roles[1:] == [cached.get_role(world.mod_role.id)]
+    [session] = fake.sessions.values()
+    chunks = [p["d"] for p in session.sent if p["t"] == "GUILD_MEMBERS_CHUNK"]
+    assert [(c["chunk_index"], c["chunk_count"], len(c["members"])) for c in chunks] == [
+        (i, 11, 1000 if i < 10 else 7) for i in range(11)
+    ]
+    assert took < 5, f"chunking 10,000 members took {took:.1f} s"
