@@ -14,7 +14,7 @@ alternated over several rounds (in each round: a, b, d, e, c):
      dropped at the end), flushing every second over the network, timed
      until every pending XP gain is written
   e  Tally as in b, every server with per-server rules configured: XP drawn
-     from 15-25, 20 no-XP channels, 2 no-XP roles, multipliers on 2 channels
+     from 3-7, 20 no-XP channels, 2 no-XP roles, multipliers on 2 channels
      and 4 roles (members hold 2 of their server's 8 roles), and 20 reward
      levels: what a busy, fully set-up server asks of the message path
   c  the seed chapter's tutorial handler: connect, INSERT OR IGNORE, UPDATE,
@@ -155,7 +155,7 @@ def server_rules(world: list[dict], rng: random.Random) -> dict[int, dict[str, s
         quiet = [snowflake(rng) for _ in range(20)]
         roles = g["roles"]
         rules[g["id"]] = {
-            "xp": "15-25",
+            "xp": "3-7",  # 5 on average, as b; at most 7 x 2 x 2 = 28 XP: no level-up, as in b
             "noxp": ",".join([f"channel:{c}" for c in quiet] + [f"role:{snowflake(rng)}" for _ in range(2)]),
             "multipliers": ",".join(
                 [f"channel:{g['channels'][0]}=1.5", f"channel:{g['channels'][1]}=2"]
