@@ -222,6 +222,8 @@ async def test_help_lists_every_command_with_usage_and_summary(world, tally):
     assert "`!prefix [new]`: Show the prefix" in post.content
     assert "`!help [command]`: List every command, or explain one." in post.content
     assert "`!coins`: Admins: give, take or set" in post.content and "`!warn <member> [reason]`" in post.content
+    for command in ("`!settings [name] [value|reset]`", "`!noxp", "`!multipliers", "`!rewards"):
+        assert command in post.content, command
     post = await world.ask(world.alice, "!help coins")
     assert "`!coins give <member> <amount> [reason]`: Create coins for a member." in post.content
     post = await world.ask(world.alice, "!help leaderboard")
