@@ -90,10 +90,14 @@ class ServerSettings:
         if channel_id in self.noxp_channels:
             return 0
         channel_tenths, role_tenths = self.channel_multipliers.get(channel_id, 10), 10
-        if self.noxp_roles or self.role_multipliers:  # a bisection per rule, no Role objects built
-            if any(member.get_role(role_id) is not None for role_id in self.noxp_roles):
+        if self.noxp_roles or self.role_multipliers:
+            # The member's role IDs as discord.py keeps them (no Role objects built): a few lookups a message.
+            role_ids = getattr(member, "_roles", None)
+            if role_ids is None:
+                role_ids = [role.id for role in member.roles]
+            if not self.noxp_roles.isdisjoint(role_ids):
                 return 0
-            by_role = [tenths for role_id, tenths in self.role_multipliers.items() if member.get_role(role_id)]
+            by_role = [tenths for role_id in role_ids if (tenths := self.role_multipliers.get(role_id)) is not None]
             if by_role:
                 role_tenths = max(by_role)
         return (amount * channel_tenths * role_tenths + 50) // 100  # to the nearest whole XP, halves up
