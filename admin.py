@@ -66,8 +66,7 @@ class ServerSettingsCommands(commands.Cog, name="Settings"):
                 f"Change it with `{prefix}settings {setting.name} {setting.example}`, or `reset`."
             )
             return
-        if not ctx.author.guild_permissions.manage_guild:
-            raise commands.MissingPermissions(["manage_guild"])
+        _needs_manage_server(ctx)
         if setting.name == "levelup" and value.lower() == "test":
             await self._test_levelup(ctx, current)
             return
@@ -151,6 +150,15 @@ class ServerSettingsCommands(commands.Cog, name="Settings"):
         target, _, factor = change.rpartition(" ")
         await self._change_multiplier(ctx, target.strip(), factor)
 
+    async def _edit(self, ctx: commands.Context, name: str, change) -> bool:
+        """Store what ``change`` makes of the setting; whether it was stored (else the member was told why)."""
+        try:
+            await self.cache.edit(ctx.guild.id, name, change)
+        except SettingRefused as refused:
+            await ctx.send(f"That won't work: {refused}.")
+            return False
+        return True
+
     async def _target(self, ctx: commands.Context, text: str) -> discord.abc.GuildChannel | discord.Role | None:
         """The channel or role a member named, or None after saying so."""
         for converter in (commands.GuildChannelConverter(), commands.RoleConverter()):
@@ -166,8 +174,7 @@ class ServerSettingsCommands(commands.Cog, name="Settings"):
         return None
 
     async def _change_noxp(self, ctx: commands.Context, action: str, text: str) -> None:
-        if not ctx.author.guild_permissions.manage_guild:
-            raise commands.MissingPermissions(["manage_guild"])
+        _needs_manage_server(ctx)
         if action not in ("add", "remove"):
             await ctx.send(f"Use `{ctx.clean_prefix}noxp add <channel|role>` or `{ctx.clean_prefix}noxp remove ...`.")
             return
@@ -186,10 +193,7 @@ class ServerSettingsCommands(commands.Cog, name="Settings"):
             (targets.add if action == "add" else targets.discard)(target.id)
             return noxp_text(frozenset(channels), frozenset(roles)) or None
 
-        try:
-            await self.cache.edit(ctx.guild.id, "noxp", change)
-        except SettingRefused as refused:
-            await ctx.send(f"That won't work: {refused}.")
+        if not await self._edit(ctx, "noxp", change):
             return
         who = f"Members with {target.mention}" if is_role else f"Messages in {target.mention}"
         await ctx.send(
@@ -197,8 +201,7 @@ class ServerSettingsCommands(commands.Cog, name="Settings"):
         )
 
     async def _change_multiplier(self, ctx: commands.Context, text: str, factor: str) -> None:
-        if not ctx.author.guild_permissions.manage_guild:
-            raise commands.MissingPermissions(["manage_guild"])
+        _needs_manage_server(ctx)
         if not text:
             await ctx.send(f"Use `{ctx.clean_prefix}multipliers <channel|role> <0-10|reset>`, e.g. `@Boosters 1.5`.")
             return
@@ -225,10 +228,7 @@ class ServerSettingsCommands(commands.Cog, name="Settings"):
                 targets[target.id] = tenths
             return multipliers_text(channels, roles) or None
 
-        try:
-            await self.cache.edit(ctx.guild.id, "multipliers", change)
-        except SettingRefused as refused:
-            await ctx.send(f"That won't work: {refused}.")
+        if not await self._edit(ctx, "multipliers", change):
             return
         await ctx.send(f"XP multiplier for {target.mention}: ×{factor_text(tenths)}.")
 
@@ -267,10 +267,7 @@ class ServerSettingsCommands(commands.Cog, name="Settings"):
                 raise SettingRefused(f"a server can have at most {MAX_REWARDS} reward roles")
             return rewards_text(rewards)
 
-        try:
-            await self.cache.edit(ctx.guild.id, "rewards", change)
-        except SettingRefused as refused:
-            await ctx.send(f"That won't work: {refused}.")
+        if not await self._edit(ctx, "rewards", change):
             return
         await ctx.send(
             f"Members who reach level {level:,} get {role.mention}. "
@@ -322,6 +319,12 @@ class ServerSettingsCommands(commands.Cog, name="Settings"):
         """stack: keep every reward role reached; replace: only the highest level's (Manage Server)."""
         await self.cache.set(ctx.guild.id, "rewards-mode", mode)
         await ctx.send(f"Reward roles: {mode}.")
+
+
+def _needs_manage_server(ctx: commands.Context) -> None:
+    """For the changes whose command also shows (``!settings``, ``!multipliers``): Manage Server to change."""
+    if not ctx.author.guild_permissions.manage_guild:
+        raise commands.MissingPermissions(["manage_guild"])
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -249,6 +249,11 @@ def _read_choice(field: str, choices: dict[str, object]) -> Callable[[str], dict
     return read
 
 
+def _switch(field: str) -> tuple[Callable[[str], dict], Callable[[ServerSettings], str]]:
+    """How an on/off setting is read and shown."""
+    return _read_choice(field, {"on": True, "off": False}), lambda s: "on" if getattr(s, field) else "off"
+
+
 def _show_noxp(s: ServerSettings) -> str:
     shown = [f"<#{c}>" for c in sorted(s.noxp_channels)] + [f"<@&{r}>" for r in sorted(s.noxp_roles)]
     return ", ".join(shown) or "none"
@@ -362,8 +367,7 @@ SETTINGS: dict[str, Setting] = {
             "departed",
             "on: members who left stay on the leaderboard under their last known name; off: only members still here.",
             "off",
-            _read_choice("show_departed", {"on": True, "off": False}),
-            lambda s: "on" if s.show_departed else "off",
+            *_switch("show_departed"),
         ),
         Setting(
             "rewards",
@@ -383,8 +387,7 @@ SETTINGS: dict[str, Setting] = {
             "rewards-on-rejoin",
             "on: a member who leaves and comes back gets their reward roles again; off (servers with verification).",
             "off",
-            _read_choice("rewards_on_rejoin", {"on": True, "off": False}),
-            lambda s: "on" if s.rewards_on_rejoin else "off",
+            *_switch("rewards_on_rejoin"),
         ),
     )
 }

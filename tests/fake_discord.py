@@ -1580,16 +1580,23 @@ class FakeDiscord:
                 return missing_permissions()
         return None
 
+    def _guild_member(self, guild_id: int, user_id: int) -> tuple[Guild | None, Member | None, web.Response | None]:
+        """The guild and member a member route names, or Discord's 404 for the first one unknown."""
+        guild = self.guilds.get(guild_id)
+        if guild is None:
+            return None, None, error_response(404, 10004, "Unknown Guild")
+        member = guild.members.get(user_id)
+        if member is None:
+            return guild, None, error_response(404, 10007, "Unknown Member")
+        return guild, member, None
+
     async def _member_role(
         self, method: str, guild_id: int, user_id: int, role_id: int, reason: str | None
     ) -> web.Response:
         """Add Guild Member Role (PUT) and Remove Guild Member Role (DELETE): 204, even when nothing changes."""
-        guild = self.guilds.get(guild_id)
-        if guild is None:
-            return error_response(404, 10004, "Unknown Guild")
-        member = guild.members.get(user_id)
-        if member is None:
-            return error_response(404, 10007, "Unknown Member")
+        guild, member, unknown = self._guild_member(guild_id, user_id)
+        if unknown is not None:
+            return unknown
         role = guild.roles.get(role_id)
         if role is None:
             return error_response(404, 10011, "Unknown Role")
@@ -1604,12 +1611,9 @@ class FakeDiscord:
 
     async def _modify_member(self, guild_id: int, user_id: int, body: Any, reason: str | None) -> web.Response:
         """Modify Guild Member: ``roles`` (replaces the member's) and ``nick``; 200 with the member."""
-        guild = self.guilds.get(guild_id)
-        if guild is None:
-            return error_response(404, 10004, "Unknown Guild")
-        member = guild.members.get(user_id)
-        if member is None:
-            return error_response(404, 10007, "Unknown Member")
+        guild, member, unknown = self._guild_member(guild_id, user_id)
+        if unknown is not None:
+            return unknown
         body = body if isinstance(body, dict) else {}
         if unsupported := sorted(set(body) - {"roles", "nick"}):
             # mute, deaf, channel_id, communication_disabled_until, flags: not modelled here
