@@ -30,7 +30,7 @@ from server_settings import (
     rewards_text,
 )
 
-KEYWORD_SETTINGS = ("curve", "departed", "rewards-mode", "rewards-on-rejoin")  # typed in any case
+KEYWORD_SETTINGS = ("curve", "departed", "levelup-admin", "rewards-mode", "rewards-on-rejoin")  # typed in any case
 CHANNEL_SETTINGS = {"levelup": ("here", "dm", "off"), "modlog": ("off",)}  # settings a #channel can be
 
 

@@ -23,7 +23,7 @@ from discord.ext import commands
 from dotenv import load_dotenv
 
 import levels
-from chat import YOU, Page, TallyContext, only_pages, plain, safe_send
+from chat import YOU, MemberListPending, Page, TallyContext, only_pages, plain, safe_send
 from config import ConfigError, Settings, database_target, load_settings
 from db import Database, DatabaseBusy, DatabaseRefused, DatabaseUnavailable
 from rewards import RewardSyncs, RoleRewards
@@ -34,7 +34,7 @@ from xp import GuildBoard, XpTracker
 log = logging.getLogger("tally")
 
 PAGE_SIZE = 10
-EXTENSIONS = ("economy", "moderation", "admin")  # modules beside bot.py, each a cog with its commands
+EXTENSIONS = ("economy", "moderation", "admin", "xp_admin")  # modules beside bot.py, each a cog with its commands
 EMBED_COLOUR = discord.Colour.blurple()
 TIE_RULE = "ties go to the lower user ID (the older Discord account)"
 
@@ -157,32 +157,59 @@ class Tally(commands.AutoShardedBot):
         if reward:
             # queued with the XP that earned them: as durable as that XP, even while the database is busy
             self.xp.add_coins(message.guild.id, author.id, author.display_name, reward)
-        aligned = await self.rewards.align(
-            author, new_level, server, reason=f"reached level {new_level}", tell=message.channel
+        await self.level_changed(
+            author,
+            message.channel,
+            server,
+            old_level,
+            new_level,
+            after,
+            reason=f"reached level {new_level}",
+            coins=reward,
         )
-        given = aligned.given
-        if server.levelup == "off":
-            return
-        board = await self.xp.board(message.guild.id)
-        rank = board.rank_of(author.id)
-        template = server.levelup_role_message if given else server.levelup_message
-        text = render(template, author, message.guild, old_level, new_level, after, rank, given)
-        if reward:
-            text += f" (+{reward:,} coins)"
-        await self.announce(message, server, text)
 
-    async def announce(self, message: discord.Message, server: ServerSettings, text: str) -> None:
+    async def level_changed(
+        self,
+        member: discord.Member,
+        channel: discord.abc.Messageable,
+        server: ServerSettings,
+        old_level: int,
+        new_level: int,
+        xp: int,
+        *,
+        reason: str,
+        announce: bool = True,
+        coins: int = 0,
+    ) -> None:
+        """Bring a member's reward roles in line with a new level (either way), and announce a level-up.
+
+        ``channel`` is where it happened: the announcement goes there under
+        ``levelup here``, and a reward role problem is told there when the
+        server has no announcement or mod-log channel.
+        """
+        aligned = await self.rewards.align(member, new_level, server, reason=reason, tell=channel)
+        if new_level <= old_level or not announce or server.levelup == "off":
+            return
+        rank = (await self.xp.board(member.guild.id)).rank_of(member.id)
+        template = server.levelup_role_message if aligned.given else server.levelup_message
+        text = render(template, member, member.guild, old_level, new_level, xp, rank, aligned.given)
+        if coins:
+            text += f" (+{coins:,} coins)"
+        await self.announce(member, channel, server, text)
+
+    async def announce(
+        self, member: discord.Member, channel: discord.abc.Messageable, server: ServerSettings, text: str
+    ) -> None:
         """Post a level-up where the server wants it; only the member is ever pinged."""
-        ping = discord.AllowedMentions(users=[message.author])  # the one ping Tally makes
+        ping = discord.AllowedMentions(users=[member])  # the one ping Tally makes
         if server.levelup == "dm":
             try:
-                await message.author.send(text, allowed_mentions=ping)
+                await member.send(text, allowed_mentions=ping)
             except discord.HTTPException:  # DMs closed (50007): the announcement is skipped, never an error
-                log.debug("could not DM a level-up to user %s", message.author.id)
+                log.debug("could not DM a level-up to user %s", member.id)
             return
-        channel = message.channel
         if server.levelup == "channel":
-            channel = message.guild.get_channel(server.levelup_channel) or channel  # a deleted channel: here
+            channel = member.guild.get_channel(server.levelup_channel) or channel  # a deleted channel: here
         await safe_send(channel, text, allowed_mentions=ping)
 
     async def on_member_join(self, member: discord.Member) -> None:
@@ -322,8 +349,7 @@ def permission_names(permissions: list[str]) -> str:
     return ", ".join(p.replace("_", " ").replace("guild", "server").title() for p in permissions)
 
 
-class MemberListPending(commands.CommandError):
-    """Discord has not sent the server's member list yet (it allows one request per 30 s)."""
+KINDS = {"Member": "member", "Role": "role", "Object": "user ID"}  # what a member can name, as they would say it
 
 
 def explain(ctx: commands.Context[Tally], error: commands.CommandError) -> str | None:
@@ -340,6 +366,9 @@ def explain(ctx: commands.Context[Tally], error: commands.CommandError) -> str |
         return f"Slow down: try that again in {math.ceil(error.retry_after)} s."
     if isinstance(error, commands.MemberNotFound):
         return f"I can't find a member called {plain(error.argument)} in this server."
+    if isinstance(error, commands.BadUnionArgument):  # e.g. "member or role"
+        kinds = " or ".join(KINDS.get(converter.__name__, "thing") for converter in error.converters)
+        return f"I can't find a {kinds} called {plain(getattr(error.errors[0], 'argument', ''))} in this server."
     if isinstance(error, commands.MissingRequiredArgument):
         return f"Missing `{error.param.name}`. {usage(ctx)}"
     if isinstance(error, commands.RangeError):

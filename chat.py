@@ -41,6 +41,11 @@ MAX_CASE_NUMBER = 1_000_000_000
 Page = commands.Range[int, 1, MAX_PAGE]
 CaseNumber = commands.Range[int, 1, MAX_CASE_NUMBER]
 
+
+class MemberListPending(commands.CommandError):
+    """Discord has not sent the server's member list yet (it allows one request per 30 s)."""
+
+
 # Discord's limits (https://discord.com/developers/docs/resources/message#embed-object-embed-limits):
 # what passes them is never refused, so Tally cuts to them before sending.
 MAX_CONTENT = 2000

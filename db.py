@@ -3,7 +3,7 @@
 ``await Database.open(target)`` opens a SQLite file (a path) or a PostgreSQL
 database (a ``postgresql://`` URL) and checks, creates or upgrades its
 schema; see ``storage/sqlite.py`` and ``storage/postgres.py``. The SQL sits by
-concern in ``storage/`` (levels, settings, rewards, coins, cases), written once for
+concern in ``storage/`` (levels, audit, settings, rewards, coins, cases), written once for
 both backends, and ``Database`` gathers it into one object.
 
 The values it hands out and the errors it raises are in ``storage/records.py``
@@ -23,10 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from storage import postgres, sqlite
+from storage.audit import AuditSQL
 from storage.cases import CasesSQL
 from storage.coins import CoinsSQL
 from storage.levels import LevelsSQL, new_flush_id
 from storage.records import (
+    AuditEntry,
+    CannotUndo,
     Case,
     ConstraintViolated,
     Daily,
@@ -46,6 +49,8 @@ from storage.settings import SettingsSQL
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AuditEntry",
+    "CannotUndo",
     "Case",
     "ConstraintViolated",
     "Daily",
@@ -66,7 +71,7 @@ log = logging.getLogger(__name__)
 Store = sqlite.SQLiteStore | postgres.PostgresStore
 
 
-class Database(LevelsSQL, SettingsSQL, RewardsSQL, CoinsSQL, CasesSQL):
+class Database(LevelsSQL, AuditSQL, SettingsSQL, RewardsSQL, CoinsSQL, CasesSQL):
     """Tally's storage. Build it with ``await Database.open(path_or_url)``."""
 
     def __init__(self, store: Store, unsaved_stem: Path) -> None:

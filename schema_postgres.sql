@@ -15,7 +15,7 @@
 CREATE TABLE tally_version (
     version INTEGER NOT NULL
 );
-INSERT INTO tally_version (version) VALUES (4);
+INSERT INTO tally_version (version) VALUES (5);
 
 -- The settings a guild changed from the defaults in .env, one row each: the
 -- setting's name (as !settings shows it) and its value as text, which
@@ -117,3 +117,22 @@ CREATE TABLE reward_syncs (
     failed     INTEGER NOT NULL DEFAULT 0,   -- members Discord would not change
     started_at BIGINT  NOT NULL
 );
+
+-- Every XP change that is not chat (admin commands, resets, imports), one row
+-- per member changed, numbered 1, 2, 3 ... per guild: !xp history lists them,
+-- !xp undo <number> reverts one. actor_id is who made it (NULL: the command
+-- line); undone_by is the number of the change that reverted it.
+CREATE TABLE xp_audit (
+    guild_id   BIGINT  NOT NULL,
+    number     BIGINT  NOT NULL,
+    user_id    BIGINT  NOT NULL,
+    actor_id   BIGINT,
+    kind       TEXT    NOT NULL CHECK (kind IN ('give', 'take', 'set', 'reset', 'reset-server', 'undo', 'import')),
+    xp_before  BIGINT  NOT NULL CHECK (xp_before >= 0),
+    xp_after   BIGINT  NOT NULL CHECK (xp_after >= 0),
+    reason     TEXT,
+    created_at BIGINT  NOT NULL,
+    undone_by  BIGINT,
+    PRIMARY KEY (guild_id, number)
+);
+CREATE INDEX xp_audit_by_member ON xp_audit (guild_id, user_id, number DESC);

@@ -70,6 +70,7 @@ class ServerSettings:
     rewards_mode: str = "stack"  # "stack": keep every reward earned; "replace": only the highest level's
     rewards_on_rejoin: bool = True  # a member who comes back gets their reward roles again
     show_departed: bool = True  # members who left stay on the leaderboard under their last known name
+    levelup_admin: bool = False  # level-ups an admin's !xp change causes are announced like chat level-ups
     changed: frozenset[str] = frozenset()  # the settings this server set itself
 
     def reward_roles(self, level: int) -> set[int]:
@@ -340,6 +341,13 @@ SETTINGS: dict[str, Setting] = {
             "{mention} is now {role}!",
             _read_template("levelup_role_message", with_role=True),
             lambda s: plain(s.levelup_role_message, MAX_TEMPLATE_LENGTH),
+        ),
+        Setting(
+            "levelup-admin",
+            "on: a level-up from an admin's !xp give or set is announced like one earned by chatting; "
+            "off: only the admin's reply says so.",
+            "on",
+            *_switch("levelup_admin"),
         ),
         Setting(
             "modlog",

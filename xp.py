@@ -38,7 +38,7 @@ from sortedcontainers import SortedList
 
 from db import Database
 from storage.levels import new_flush_id
-from storage.records import DatabaseUnavailable, Unsaved, XpGain
+from storage.records import AuditEntry, DatabaseUnavailable, Unsaved, XpGain
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +74,19 @@ class GuildBoard:
         return self._xp.get(user_id, 0)
 
     def add(self, user_id: int, amount: int) -> tuple[int, int]:
-        """Add ``amount`` XP; return the member's XP before and after."""
+        """Add ``amount`` XP (an admin's change may be negative); return the member's XP before and after.
+
+        A member left with no XP leaves the board (as after a reset).
+        """
         before = self._xp.get(user_id)
         if before is not None:
             self._order.remove(_order_key(before, user_id))
         after = (before or 0) + amount
-        self._xp[user_id] = after
-        self._order.add(_order_key(after, user_id))
+        if after:
+            self._xp[user_id] = after
+            self._order.add(_order_key(after, user_id))
+        elif before is not None:
+            del self._xp[user_id]
         return before or 0, after
 
     def rank_of(self, user_id: int) -> int | None:
@@ -294,6 +300,30 @@ class XpTracker:
 
     # -- flushing ----------------------------------------------------------------
 
+    async def change(
+        self, guild_id: int, write: Callable[[], Awaitable[list[AuditEntry]]]
+    ) -> dict[int, tuple[int, int]]:
+        """Apply an XP change that is not chat (an admin's, an undo) to the database and the board.
+
+        Pending chat XP is written first and no flush runs meanwhile, so
+        ``write`` (a Database.change_xp or undo_xp) reads every member's true
+        XP; each entry's difference then moves the board, which keeps any XP
+        earned during the write. Returns each changed member's total XP
+        (stored and pending) before and after, by user ID.
+        """
+        board = await self.board(guild_id)
+        async with self._flush_lock:
+            await self._flush()
+            task = asyncio.ensure_future(write())
+            try:  # once written, the board must follow, whatever cancels the caller meanwhile
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                await asyncio.wait({task})
+                if task.exception() is None:
+                    _move(board, task.result())
+                raise
+            return _move(board, task.result())
+
     async def flush(self) -> int:
         """Write every pending gain, one batch a round trip; returns how many members.
 
@@ -304,38 +334,42 @@ class XpTracker:
         The error is logged once until a flush succeeds.
         """
         async with self._flush_lock:
-            written: set[tuple[int, int]] = set()
-            detached = False  # one new batch a flush (after a held one): under load it never runs back to back
-            while True:
-                if self._held is None:
-                    batch = [] if detached else self._detach()
-                    detached = True
-                    if not batch:
-                        break
-                    self._held = (new_flush_id(), list(_gains(batch)))
-                flush_id, gains = self._held
-                log.debug("saving XP of %d members", len(gains))
-                try:
-                    cancelled = await _to_the_end(self.db.add_xp(gains, flush_id))
-                except BaseException as exc:  # held as it is: sent again, it cannot count twice
-                    if not self._failing and isinstance(exc, DatabaseUnavailable):  # a server down: no traceback
-                        log.warning("could not save XP for %d members (%s); keeping it and retrying", len(gains), exc)
-                    elif not self._failing:
-                        log.exception("could not save XP for %d members; keeping it and retrying", len(gains))
-                    self._failing = True
-                    raise
-                self._held = None
-                written.update((gain.guild_id, gain.user_id) for gain in gains)
-                if self._failing:
-                    log.info("saving XP works again")
-                    self._failing = False
-                log.debug("saved XP of %d members", len(gains))
-                async with self._flushed:
-                    self.flushes += 1
-                    self._flushed.notify_all()
-                if cancelled:
-                    raise asyncio.CancelledError  # written and counted; now the caller's cancellation
-            return len(written)
+            return await self._flush()
+
+    async def _flush(self) -> int:
+        """flush() with its lock held."""
+        written: set[tuple[int, int]] = set()
+        detached = False  # one new batch a flush (after a held one): under load it never runs back to back
+        while True:
+            if self._held is None:
+                batch = [] if detached else self._detach()
+                detached = True
+                if not batch:
+                    break
+                self._held = (new_flush_id(), list(_gains(batch)))
+            flush_id, gains = self._held
+            log.debug("saving XP of %d members", len(gains))
+            try:
+                cancelled = await _to_the_end(self.db.add_xp(gains, flush_id))
+            except BaseException as exc:  # held as it is: sent again, it cannot count twice
+                if not self._failing and isinstance(exc, DatabaseUnavailable):  # a server down: no traceback
+                    log.warning("could not save XP for %d members (%s); keeping it and retrying", len(gains), exc)
+                elif not self._failing:
+                    log.exception("could not save XP for %d members; keeping it and retrying", len(gains))
+                self._failing = True
+                raise
+            self._held = None
+            written.update((gain.guild_id, gain.user_id) for gain in gains)
+            if self._failing:
+                log.info("saving XP works again")
+                self._failing = False
+            log.debug("saved XP of %d members", len(gains))
+            async with self._flushed:
+                self.flushes += 1
+                self._flushed.notify_all()
+            if cancelled:
+                raise asyncio.CancelledError  # written and counted; now the caller's cancellation
+        return len(written)
 
     def _detach(self) -> list[_Batch]:
         """Take every guild's pending gains out of memory, for one write."""
@@ -425,6 +459,11 @@ class XpTracker:
             sum(len(kept.gains) for kept in unsaved),
         )
         return unsaved
+
+
+def _move(board: GuildBoard, entries: list[AuditEntry]) -> dict[int, tuple[int, int]]:
+    """Move each changed member on the board by the change's difference; their totals before and after."""
+    return {entry.user_id: board.add(entry.user_id, entry.xp_after - entry.xp_before) for entry in entries}
 
 
 async def _to_the_end(write: Awaitable[None]) -> bool:

@@ -93,6 +93,17 @@ TABLES = (
         "INSERT INTO reward_syncs (guild_id, channel_id, message_id, started_by, after_user, done, changed, failed, "
         "started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     ),
+    Table(
+        "xp_audit",
+        "SELECT COUNT(*) FROM xp_audit",
+        "SELECT guild_id, number, user_id, actor_id, kind, xp_before, xp_after, reason, created_at, undone_by "
+        "FROM xp_audit ORDER BY guild_id, number LIMIT $1",
+        "SELECT guild_id, number, user_id, actor_id, kind, xp_before, xp_after, reason, created_at, undone_by "
+        "FROM xp_audit WHERE (guild_id, number) > ($1, $2) ORDER BY guild_id, number LIMIT $3",
+        2,
+        "INSERT INTO xp_audit (guild_id, number, user_id, actor_id, kind, xp_before, xp_after, reason, created_at, "
+        "undone_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    ),
 )
 
 # A case's earlier reasons keep their order, which lives in the row's position: rowid or id.

@@ -106,8 +106,8 @@ class LevelsSQL:
         await self._store.write(add)
 
     async def guild_xp(self, guild_id: int) -> list[tuple[int, int]]:
-        """Every ``(user_id, xp)`` in the guild, in no particular order."""
-        rows = await self._store.fetch("SELECT user_id, xp FROM members WHERE guild_id = $1", guild_id)
+        """Every ``(user_id, xp)`` in the guild with XP, in no particular order (a reset member has none)."""
+        rows = await self._store.fetch("SELECT user_id, xp FROM members WHERE guild_id = $1 AND xp > 0", guild_id)
         return [(row[0], row[1]) for row in rows]
 
     async def member_xp(self, guild_id: int, user_id: int) -> int:

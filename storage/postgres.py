@@ -50,10 +50,11 @@ MIGRATIONS_DIR = ROOT / "migrations" / "postgres"
 #   (LOCK_CLASS, RUNNING)    every running bot holds it shared, copy-data exclusively;
 #   (SHARDS, 0 or 1 + id)    a bot's shards, exclusively: 0 is "every shard";
 #   (COUNTS, SHARD_COUNT)    shared: the processes of one bot agree on the count;
-#   (CASES, guild)           a guild's case numbers, for one transaction.
+#   (CASES, guild)           a guild's case numbers, for one transaction;
+#   (AUDIT, guild)           a guild's XP audit numbers, for one transaction.
 LOCK_CLASS = 0x7A11  # "Tally"
 PREPARING, RUNNING = 1, 2
-SHARDS, COUNTS, CASES = 0x7A12, 0x7A13, 0x7A14
+SHARDS, COUNTS, CASES, AUDIT = 0x7A12, 0x7A13, 0x7A14, 0x7A15
 CLAIM_CHECK_SECONDS = 5.0  # how often a bot checks that the connection holding its claim is alive
 
 HELD_BY_OTHERS = (

@@ -101,3 +101,30 @@ class OldReason(NamedTuple):
     reason: str | None
     moderator_id: int
     replaced_at: int
+
+
+class AuditEntry(NamedTuple):
+    """One XP change that was not chat: who made it, when, to whom, before and after."""
+
+    number: int  # 1, 2, 3 ... per guild
+    user_id: int
+    actor_id: int | None  # None: made from the command line (an import)
+    kind: str  # give, take, set, reset, reset-server, undo, import
+    xp_before: int
+    xp_after: int
+    reason: str | None
+    created_at: int  # Unix seconds
+    undone_by: int | None  # the number of the change that reverted this one
+
+
+class CannotUndo(Exception):
+    """``undo_xp`` refused; ``why`` says which rule, ``entry`` is the change asked for (if it exists).
+
+    why: ``missing`` (no such number), ``undone`` (already reverted, by ``entry.undone_by``),
+    ``undo`` (it is itself an undo), ``later`` (change ``later`` to the member came after it),
+    ``earned`` (the member's XP is ``xp_now``, not what the change left).
+    """
+
+    def __init__(self, why: str, entry: AuditEntry | None = None, *, later: int = 0, xp_now: int = 0) -> None:
+        super().__init__(why)
+        self.why, self.entry, self.later, self.xp_now = why, entry, later, xp_now

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 from storage.records import DatabaseRefused
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def numbered_scripts(folder: Path) -> dict[int, str]:

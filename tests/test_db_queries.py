@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from db import XpGain
+from storage.audit import MAX_XP
 
 GUILD = 111111111111111111
 
@@ -70,3 +73,28 @@ async def test_one_reward_sync_per_guild_its_progress_saved_and_ended(db):
     )
     await db.end_sync(GUILD)
     assert await db.syncs() == [] and await db.sync_of(GUILD) is None
+
+
+async def test_xp_changes_and_flushes_from_two_connections_at_once_keep_every_gain_and_number(storage):
+    """An admin's changes on one connection while another (a second process) flushes chat XP into the same rows."""
+    db, other = await storage.open(), await storage.open()
+    await db.add_xp([XpGain(GUILD, user, 100, f"m{user}", 0) for user in range(1, 5)])
+    changes = [db.change_xp(GUILD, "give", {user: f"m{user}"}, 10, 99, None) for user in range(1, 5) for _ in range(5)]
+    flushes = [other.add_xp([XpGain(GUILD, user, 1, f"m{user}", 0) for user in range(1, 5)]) for _ in range(10)]
+    results = await asyncio.gather(*changes, *flushes)
+    numbers = sorted(entry.number for entries in results[: len(changes)] for entry in entries)
+    assert numbers == list(range(1, 21))  # distinct and gap-free
+    assert dict(await db.guild_xp(GUILD)) == {user: 100 + 50 + 10 for user in range(1, 5)}
+    await db.close()
+    await other.close()
+
+
+async def test_take_stops_at_zero_give_at_the_maximum_and_a_reset_member_leaves_the_board(db):
+    await db.add_xp([XpGain(GUILD, 1, 30, "a", 0), XpGain(GUILD, 2, MAX_XP - 5, "b", 0)])
+    taken = await db.change_xp(GUILD, "take", {1: "a"}, 100, 9, "why")
+    given = await db.change_xp(GUILD, "give", {2: "b"}, 100, 9, None)
+    assert [(e.xp_before, e.xp_after) for e in taken + given] == [(30, 0), (MAX_XP - 5, MAX_XP)]
+    assert await db.change_xp(GUILD, "take", {1: "a"}, 5, 9, None) == []  # nothing to take: no entry
+    assert dict(await db.guild_xp(GUILD)) == {2: MAX_XP}  # a member at 0 is not on the board
+    count, history = await db.xp_history(GUILD, 1, 0, 10)
+    assert count == 1 and history[0].reason == "why" and history[0].actor_id == 9

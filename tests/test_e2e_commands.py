@@ -222,8 +222,11 @@ async def test_help_lists_every_command_with_usage_and_summary(world, tally):
     assert "`!prefix [new]`: Show the prefix" in post.content
     assert "`!help [command]`: List every command, or explain one." in post.content
     assert "`!coins`: Admins: give, take or set" in post.content and "`!warn <member> [reason]`" in post.content
-    for command in ("`!settings [name] [value|reset]`", "`!noxp", "`!multipliers", "`!rewards"):
+    for command in ("`!settings [name] [value|reset]`", "`!noxp", "`!multipliers", "`!rewards", "`!xp`"):
         assert command in post.content, command
+    assert post.content.endswith("for more about one command.")  # whole, not cut at 2,000 characters
+    post = await world.ask(world.alice, "!help xp")
+    assert "`!xp give <target> <amount> [reason]`: Give a member, or every member with a role, some XP" in post.content
     post = await world.ask(world.alice, "!help coins")
     assert "`!coins give <member> <amount> [reason]`: Create coins for a member." in post.content
     post = await world.ask(world.alice, "!help leaderboard")
