@@ -23,7 +23,7 @@ from discord.ext import commands
 from dotenv import load_dotenv
 
 import levels
-from chat import YOU, MemberListPending, Page, TallyContext, only_pages, plain, safe_send
+from chat import MAX_CONTENT, YOU, MemberListPending, Page, TallyContext, cut, only_pages, plain, safe_send
 from config import ConfigError, Settings, database_target, load_settings
 from db import Database, DatabaseBusy, DatabaseRefused, DatabaseUnavailable
 from rewards import RewardSyncs, RoleRewards
@@ -523,12 +523,15 @@ class TallyHelp(commands.HelpCommand):
         await self._send_list(f"**{cog.qualified_name}**: {cog.description}", cog.get_commands())
 
     async def _send_list(self, title: str, commands_: list[commands.Command]) -> None:
+        """One line per command, in as many messages of up to 2,000 characters as it takes."""
         prefix = self.context.clean_prefix
-        lines = [title]
+        pages = commands.Paginator(prefix=None, suffix=None, max_size=MAX_CONTENT)
+        pages.add_line(title)
         for command in await self.filter_commands(commands_, sort=True):
-            lines.append(f"{invocation(prefix, command)}: {command.short_doc}")
-        lines.append(f"Type `{prefix}help <command>` for more about one command.")
-        await self.get_destination().send("\n".join(lines))
+            pages.add_line(cut(f"{invocation(prefix, command)}: {command.short_doc}", MAX_CONTENT))
+        pages.add_line(f"Type `{prefix}help <command>` for more about one command.")
+        for page in pages.pages:
+            await self.get_destination().send(page)
 
     async def send_command_help(self, command: commands.Command) -> None:
         await self.get_destination().send(self._explain(command))
