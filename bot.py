@@ -125,18 +125,30 @@ class Tally(commands.AutoShardedBot):
         One handler rather than a listener beside ``process_commands``: the
         message is parsed for a command once, and no second task is scheduled
         for every message (see bench/ingest.py). An unknown command is chat.
+
+        Most messages are plain chat. One that starts with none of the
+        prefixes cannot be a command (discord.py's ``get_context`` looks for
+        exactly these at the start), so it goes straight to the XP award
+        without a Context and the prefix coroutine being built for it.
         """
         if message.author.bot:
             return
+        guild = message.guild
+        if guild is not None:
+            server = self.settings_of(guild)
+            content = message.content
+            if not content.startswith(server.prefix) and not content.startswith(self._mention_prefixes):
+                if message.webhook_id is None and not message.is_system():
+                    await self.award_xp(message, server)
+                return
         ctx = await self.get_context(message, cls=TallyContext)  # its replies always fit Discord's limits
         if ctx.command is not None:
             await self.invoke(ctx)
-        elif message.guild is not None and message.webhook_id is None and not message.is_system():
-            await self.award_xp(message)
+        elif guild is not None and message.webhook_id is None and not message.is_system():
+            await self.award_xp(message, self.settings_of(guild))
 
-    async def award_xp(self, message: discord.Message) -> None:
+    async def award_xp(self, message: discord.Message, server: ServerSettings) -> None:
         """Give the author XP (unless on cooldown) as the server's settings say, and announce a new level."""
-        server = self.settings_of(message.guild)
         amount = server.xp_min
         if server.xp_max != amount:  # uniform over xp_min..xp_max (random() is a tenth of randint's cost)
             amount += int(random.random() * (server.xp_max - amount + 1))

@@ -244,6 +244,7 @@ async def run_variant(make, setup: list[bytes], frames: list[bytes]) -> tuple[fl
                 await ws.received_message(frame)
             await asyncio.wait_for(bot.wait_until_ready(), 30)  # after guild_ready_timeout: Tally's is 2 s
             await drain()
+            gc.collect()  # the previous variant's garbage is not this one's pause
 
             monitor = StallMonitor()
             monitor.start()

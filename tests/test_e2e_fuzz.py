@@ -306,6 +306,9 @@ class Case:
     authors: Sequence[User] = ()  # taken in turn (commands with a per-member cooldown); else mod or alice
 
 
+HELP_END = "for more about one command."  # the last line of a command list's last page
+
+
 @dataclass
 class FuzzRun:
     """Sends the cases of one test and collects what went wrong."""
@@ -320,14 +323,21 @@ class FuzzRun:
             1 for method, path, _ in self.world.fake.requests[since:] if method == "POST" and POST.fullmatch(path)
         )
 
-    def _reply(self, posts_before: int) -> Post | None:
+    def _reply(self, posts_before: int, paged: bool = False) -> Post | None:
         """The bot's first post in #general since ``posts_before``.
 
         A refused reply is not the end: the error handler then apologises, and
-        that apology belongs to this message, not to the next one.
+        that apology belongs to this message, not to the next one. With
+        ``paged`` (``help``), a command list is an answer once its last page,
+        the one that ends with the help trailer, has arrived.
         """
         general = self.world.general.id
-        return next((post for post in self.world.fake.posts[posts_before:] if post.channel_id == general), None)
+        posts = [post for post in self.world.fake.posts[posts_before:] if post.channel_id == general]
+        if not posts:
+            return None
+        if paged and posts[0].content.startswith("**") and not any(p.content.endswith(HELP_END) for p in posts):
+            return None
+        return posts[0]
 
     async def send(self, author: User, command: str, arguments: str, message: str) -> Post | None:
         """Send ``message``, wait for the answer, and note every problem with it."""
@@ -336,7 +346,9 @@ class FuzzRun:
         self.sent += 1
         await self.world.say(author, message)
         try:
-            reply = await fake.wait_for(lambda: self._reply(posts_before), REPLY_TIMEOUT, f"an answer to {command}")
+            reply = await fake.wait_for(
+                lambda: self._reply(posts_before, paged=command == "help"), REPLY_TIMEOUT, f"an answer to {command}"
+            )
         except AssertionError:
             reply = None
         problems = []

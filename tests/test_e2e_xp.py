@@ -49,6 +49,25 @@ async def test_an_unknown_command_earns_xp_and_gets_no_reply(world, tally):
     assert len(world.fake.posts) == 1
 
 
+async def test_messages_that_only_look_like_commands_are_chat_and_commands_still_run(world, tally):
+    """Plain chat skips command parsing: each of these must still be counted, or run, exactly as before."""
+    await tally(XP_PER_MESSAGE="1")
+    tally_id = world.fake.bot_user.id
+    for text in ("hello !level", " !level", f"<@{world.other_bot.id}> level", f"<@{tally_id}>level", "!", "!dance"):
+        await world.say(world.alice, text)  # chat: 1 XP each
+    post = await world.ask(world.alice, "!level")
+    assert field(post, "Total XP") == "6"
+    post = await world.ask(world.alice, f"<@{tally_id}> level")  # a mention is a prefix: runs, earns nothing
+    assert field(post, "Total XP") == "6"
+    post = await world.ask(world.alice, f"<@!{tally_id}> prefix")
+    assert post.content.startswith("My prefix here is `!`")
+    assert (await world.ask(world.mod, "!prefix ?")).content.startswith("Prefix set to `?`")
+    await world.say(world.alice, "!level")  # the old prefix, a moment later: chat now
+    post = await world.ask(world.alice, "?level")
+    assert field(post, "Total XP") == "7"
+    assert len(world.fake.posts) == 5  # the five commands answered; no reply to any of the chat
+
+
 async def test_level_up_is_announced_exactly_at_the_threshold_pinging_only_the_member(world, tally):
     await tally(XP_PER_MESSAGE="25")
     for _ in range(3):  # 75 XP: still level 1
