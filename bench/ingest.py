@@ -3,8 +3,10 @@
 Builds realistic compressed MESSAGE_CREATE frames (about 1 KB each, 50 guilds,
 thousands of members, skewed activity) and feeds them through discord.py's
 real gateway receive path (``DiscordWebSocket.received_message``: transport
-decompression, JSON, parsing, dispatch) in one process, for four variants,
-alternated over several rounds (in each round: a, b, d, e, c):
+decompression, JSON, parsing, dispatch) in one process, for five variants,
+alternated over several rounds (in each round: a, b, e, d, c; the PostgreSQL
+server goes on writing for a moment after d, on the same cores, so the
+variants compared with each other run before it):
 
   a  a bare ``commands.Bot`` configured like Tally, with no XP listener: the ceiling
   b  Tally: the real ``Tally`` bot with its real listener and a real database
@@ -204,7 +206,7 @@ async def tutorial_bot(folder: Path) -> tuple[commands.Bot, object]:
 
 
 VARIANTS = {"a": ("bare discord.py", bare_bot), "b": ("Tally", tally_bot), "c": ("tutorial", tutorial_bot)}
-ROUND_ORDER = "abdec"  # d (Tally on PostgreSQL) is added by main() when a server answers; e by main()
+ROUND_ORDER = "abedc"  # d (Tally on PostgreSQL) is added by main() when a server answers; e by main()
 
 
 # -- feeding and timing ---------------------------------------------------------------
