@@ -22,6 +22,8 @@ import discord
 from discord.ext import commands
 from dotenv import load_dotenv
 
+import backup
+import export
 import levels
 from chat import MAX_CONTENT, YOU, MemberListPending, Page, TallyContext, cut, only_pages, plain, safe_send
 from config import ConfigError, Settings, database_target, load_settings
@@ -687,20 +689,72 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="TARGET",
         help="a postgresql://user:password@host:port/dbname URL, or a SQLite file path (the way back)",
     )
+    saving = commands_.add_parser(
+        "backup",
+        help="a verified, dated copy of the database, also while the bot runs",
+        description="Copy the configured database (DATABASE_URL, else DATABASE_PATH) into FOLDER as "
+        "tally-YYYYMMDD-HHMMSS.db (SQLite's online backup, then its integrity check and row counts) or .dump "
+        "(PostgreSQL: pg_dump's custom format, checked with pg_restore --list). Safe while Tally runs.",
+    )
+    saving.add_argument(
+        "--to", type=Path, metavar="FOLDER", help="where backups go (default: backups beside the database)"
+    )
+    saving.add_argument(
+        "--keep", type=_at_least_one, metavar="N", help="then remove all but the newest N backups there"
+    )
+    putting_back = commands_.add_parser(
+        "restore",
+        help="put a backup back in place of the database (stop the bot first)",
+        description="Check FILE, keep the current database aside (SQLite: a copy beside it; PostgreSQL: a dump in "
+        "the backup folder), then put FILE back. Refused while a Tally runs on the database.",
+    )
+    putting_back.add_argument("file", type=Path, metavar="FILE", help="a backup made by python bot.py backup")
+    taking_out = commands_.add_parser(
+        "export",
+        help="one server's data (or every server's) as a JSON document or CSV files",
+        description="Write a server's members (XP, level, last known name, first seen), coins and the ledger, "
+        "cases with their earlier reasons, settings and role rewards: one JSON document (described in the "
+        "README), or one CSV file per table in a folder. Safe while Tally runs; streams, so any size fits.",
+    )
+    taking_out.add_argument("--guild", type=_snowflake, metavar="ID", help="the server's ID (default: every server)")
+    taking_out.add_argument("--format", choices=("json", "csv"), default="json", help="json (default) or csv")
+    taking_out.add_argument(
+        "--out", type=Path, metavar="PATH", help="the file (json) or folder (csv); default: tally-export-<ID>-<time>"
+    )
     return parser.parse_args(argv)
+
+
+def _snowflake(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 2**63:
+        raise argparse.ArgumentTypeError("must be a Discord ID (a whole number, as Developer Mode's Copy ID gives)")
+    return int(text)
+
+
+def _at_least_one(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError("must be a whole number of at least 1")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     load_dotenv(Path.cwd() / ".env")
-    if args.command == "copy-data":
+    if args.command is not None:  # a tool: no bot, no Discord
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         try:
             database_url, database_path = database_target()
         except ConfigError as exc:
             print(f"tally: configuration error: {exc}", file=sys.stderr)
             sys.exit(EXIT_OWNER_MUST_FIX)
-        sys.exit(asyncio.run(copy_data(Database.open, database_url or database_path, args.to, sys.stderr)))
+        target = database_url or database_path
+        if args.command == "copy-data":
+            sys.exit(asyncio.run(copy_data(Database.open, target, args.to, sys.stderr)))
+        if args.command == "export":
+            sys.exit(asyncio.run(export.export(target, args.guild, args.format, args.out, sys.stderr)))
+        folder = getattr(args, "to", None) or backup.default_folder(target, database_path)
+        if args.command == "backup":
+            sys.exit(backup.backup(target, folder, args.keep, sys.stdout, sys.stderr))
+        sys.exit(backup.restore(target, args.file, folder, sys.stdout, sys.stderr))
     try:
         settings = load_settings()
     except ConfigError as exc:

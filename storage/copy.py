@@ -252,7 +252,7 @@ async def copy_data(open_database: Callable, source: str | Path, to: str, out: T
             return 2
         say(f"copying from the {source_db.description} to the {target_db.description}")
         started = time.monotonic()
-        lines = await copy_everything(source_db, target_db, _progress_bar(out))
+        lines = await copy_everything(source_db, target_db, progress_bar(out))
     except DatabaseRefused as exc:
         say(f"tally copy-data: {exc}")
         return 2
@@ -277,7 +277,7 @@ async def copy_data(open_database: Callable, source: str | Path, to: str, out: T
     return 0
 
 
-def _progress_bar(out: TextIO) -> Progress:
+def progress_bar(out: TextIO) -> Progress:
     """One line per table, redrawn in place on a terminal: rows, percent, rows/s."""
     live = out.isatty()
 

@@ -83,6 +83,15 @@ def is_url(target: str) -> bool:
     return target.startswith(("postgresql://", "postgres://"))
 
 
+async def hold_alone(url: str) -> asyncpg.Connection | None:
+    """A connection that holds the database alone (no bot runs, none can start) until closed; None if a bot runs."""
+    conn = await asyncpg.connect(url, timeout=10)
+    if not await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", LOCK_CLASS, RUNNING):
+        await conn.close()
+        return None
+    return conn
+
+
 def describe(url: str) -> str:
     """The URL as the log may show it: user, host, port and database, never the password."""
     try:
@@ -366,12 +375,8 @@ class PostgresStore:
 
     async def keep_bots_out(self) -> bool:
         """Hold the database alone (copy-data): False when a bot is running; bots that start meanwhile refuse."""
-        conn = await asyncpg.connect(self.url, timeout=10)
-        if not await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", LOCK_CLASS, RUNNING):
-            await conn.close()
-            return False
-        self._claim = conn
-        return True
+        self._claim = await hold_alone(self.url)
+        return self._claim is not None
 
     async def wait_for_lock_at_most(self, seconds: float) -> None:
         """How long any one statement may take from now on (shutdown bounds each try)."""
