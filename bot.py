@@ -13,6 +13,7 @@ import asyncio
 import functools
 import logging
 import math
+import os
 import random
 import signal
 import sys
@@ -24,6 +25,7 @@ from dotenv import load_dotenv
 
 import backup
 import export
+import imports
 import levels
 from chat import MAX_CONTENT, YOU, MemberListPending, Page, TallyContext, cut, only_pages, plain, safe_send
 from config import ConfigError, Settings, database_target, load_settings
@@ -363,7 +365,7 @@ def permission_names(permissions: list[str]) -> str:
     return ", ".join(p.replace("_", " ").replace("guild", "server").title() for p in permissions)
 
 
-KINDS = {"Member": "member", "Role": "role", "Object": "user ID"}  # what a member can name, as they would say it
+KINDS = {"Member": "member", "Role": "role", "UserId": "user ID"}  # what a member can name, as they would say it
 
 
 def explain(ctx: commands.Context[Tally], error: commands.CommandError) -> str | None:
@@ -721,6 +723,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     taking_out.add_argument(
         "--out", type=Path, metavar="PATH", help="the file (json) or folder (csv); default: tally-export-<ID>-<time>"
     )
+    bringing_in = commands_.add_parser(
+        "import",
+        help="a server's levels from MEE6, DiscordLevelingSystem, LevelUp, Lurkr or a Tally export",
+        description="Read FILE (the format is found from its content: " + imports.READS + ") and show what "
+        "importing it into the server would change; with --apply, write it in one transaction, every change in "
+        "the XP audit log. Stop the bot before --apply.",
+    )
+    bringing_in.add_argument("file", type=Path, metavar="FILE", help="the file, or a folder of MEE6 page files")
+    bringing_in.add_argument("--guild", type=_snowflake, metavar="ID", required=True, help="the server's ID")
+    bringing_in.add_argument("--apply", action="store_true", help="write it (without: a dry run that changes nothing)")
+    bringing_in.add_argument("--dry-run", action="store_true", help="show what would change and stop (the default)")
+    bringing_in.add_argument(
+        "--mode",
+        choices=("keep-higher", "replace", "add"),
+        default="keep-higher",
+        help="keep-higher (default): a member keeps the higher of the two; replace: the file's; add: both summed",
+    )
+    bringing_in.add_argument(
+        "--by",
+        choices=("xp", "level"),
+        default="xp",
+        help="xp (default): the file's total XP; level: the least XP of the file's level on this server's curve",
+    )
+    bringing_in.add_argument(
+        "--include-settings", action="store_true", help="also apply the file's settings (XP range, role rewards, curve)"
+    )
     return parser.parse_args(argv)
 
 
@@ -749,6 +777,24 @@ def main(argv: list[str] | None = None) -> None:
         target = database_url or database_path
         if args.command == "copy-data":
             sys.exit(asyncio.run(copy_data(Database.open, target, args.to, sys.stderr)))
+        if args.command == "import":
+            if args.apply and args.dry_run:
+                print("tally import: --apply and --dry-run: choose one", file=sys.stderr)
+                sys.exit(EXIT_OWNER_MUST_FIX)
+            curve = os.environ.get("LEVEL_CURVE", "").strip().lower()
+            code = imports.run(
+                target,
+                args.file,
+                args.guild,
+                apply=args.apply,
+                mode=args.mode,
+                by=args.by,
+                include_settings=args.include_settings,
+                default_curve=curve if curve in levels.CURVE_NAMES else "linear",
+                out=sys.stdout,
+                err=sys.stderr,
+            )
+            sys.exit(asyncio.run(code))
         if args.command == "export":
             sys.exit(asyncio.run(export.export(target, args.guild, args.format, args.out, sys.stderr)))
         folder = getattr(args, "to", None) or backup.default_folder(target, database_path)

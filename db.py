@@ -26,6 +26,7 @@ from storage import postgres, sqlite
 from storage.audit import AuditSQL
 from storage.cases import CasesSQL
 from storage.coins import CoinsSQL
+from storage.imports import ImportSQL
 from storage.levels import LevelsSQL, new_flush_id
 from storage.records import (
     AuditEntry,
@@ -71,7 +72,7 @@ log = logging.getLogger(__name__)
 Store = sqlite.SQLiteStore | postgres.PostgresStore
 
 
-class Database(LevelsSQL, AuditSQL, SettingsSQL, RewardsSQL, CoinsSQL, CasesSQL):
+class Database(LevelsSQL, AuditSQL, ImportSQL, SettingsSQL, RewardsSQL, CoinsSQL, CasesSQL):
     """Tally's storage. Build it with ``await Database.open(path_or_url)``."""
 
     def __init__(self, store: Store, unsaved_stem: Path) -> None:

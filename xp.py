@@ -38,7 +38,7 @@ from sortedcontainers import SortedList
 
 from db import Database
 from storage.levels import new_flush_id
-from storage.records import AuditEntry, DatabaseUnavailable, Unsaved, XpGain
+from storage.records import AuditEntry, CannotUndo, DatabaseUnavailable, Unsaved, XpGain
 
 log = logging.getLogger(__name__)
 
@@ -318,11 +318,31 @@ class XpTracker:
             try:  # once written, the board must follow, whatever cancels the caller meanwhile
                 await asyncio.shield(task)
             except asyncio.CancelledError:
-                await asyncio.wait({task})
-                if task.exception() is None:
+                while not task.done():
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.wait({task})
+                if not task.cancelled() and task.exception() is None:
                     _move(board, task.result())
                 raise
+            except CannotUndo:
+                raise  # refused before anything was written
+            except Exception:
+                # The outcome may be unknown (a connection lost during COMMIT): read the board again.
+                with contextlib.suppress(Exception):
+                    await self._reread(guild_id)
+                raise
             return _move(board, task.result())
+
+    async def _reread(self, guild_id: int) -> None:
+        """Read a guild's board again from the database, plus what is pending (the flush lock is held)."""
+        rows = await self.db.guild_xp(guild_id)
+        guild = self._guilds.get(guild_id)
+        if guild is None or guild.board is None:
+            return
+        board = await asyncio.to_thread(GuildBoard, rows) if len(rows) > 10_000 else GuildBoard(rows)
+        for user_id, amount in guild.pending.items():  # no flush ran meanwhile: pending is not in the rows
+            board.add(user_id, amount)
+        guild.board = board
 
     async def flush(self) -> int:
         """Write every pending gain, one batch a round trip; returns how many members.

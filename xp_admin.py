@@ -1,4 +1,4 @@
-"""Extension: an admin's XP tools, `!xp give|take|set|reset|reset-server|history|undo`, every change audited.
+"""Extension: an admin's XP tools, `!xp give|take|set|reset|reset-server|history|undo`, and `!export`.
 
 A change goes through ``XpTracker.change``: the pending chat XP is written
 first, then the new XP and one audit row per member in one transaction, then
@@ -10,15 +10,19 @@ coins: XP an admin gives is not chat, and an undo could not take coins back.
 
 from __future__ import annotations
 
+import io
 import math
 import secrets
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import discord
 from discord.ext import commands
 
+import export
 from chat import MemberListPending, Page, lines_within, only_pages, plain
 from db import AuditEntry, CannotUndo
 from storage.audit import MAX_XP
@@ -28,10 +32,25 @@ if TYPE_CHECKING:
 
 XpAmount = commands.Range[int, 1, MAX_XP]
 XpTotal = commands.Range[int, 0, MAX_XP]
-Target = discord.Member | discord.Role | discord.Object  # an Object: the ID of a member who left
+
+
+class UserId(commands.Converter):
+    """A user ID or a user mention (``<@id>``): a member who left, whom no member converter finds."""
+
+    async def convert(self, ctx: commands.Context, argument: str) -> discord.Object:
+        text = argument.strip()
+        if text.startswith("<@") and text.endswith(">"):
+            text = text[2:-1].removeprefix("!")
+        if not text.isdigit() or not 10**15 <= int(text) < 2**63:
+            raise commands.BadArgument(argument)
+        return discord.Object(int(text))
+
+
+Target = discord.Member | discord.Role | UserId
 CONFIRM_SECONDS = 60
 ALIGN_AT_ONCE = 25  # more members changed than this: their reward roles go through a !rewards sync
 PAGE_SIZE = 10
+MIN_EXPORT_BYTES_PER_MEMBER = 60  # a member's line in an export is longer than this
 
 
 class Confirmations:
@@ -97,9 +116,7 @@ class XpAdmin(commands.Cog, name="XP"):
 
     @xp.command(name="reset")
     @commands.has_guild_permissions(manage_guild=True)
-    async def xp_reset(
-        self, ctx: commands.Context, member: discord.Member | discord.Object, *, reason: str | None = None
-    ):
+    async def xp_reset(self, ctx: commands.Context, member: discord.Member | UserId, *, reason: str | None = None):
         """Take a member's XP to 0; they leave the leaderboard (Manage Server)."""
         await self._change(ctx, "reset", member, 0, reason)
 
@@ -130,7 +147,7 @@ class XpAdmin(commands.Cog, name="XP"):
 
     @xp.command(name="history")
     @commands.has_guild_permissions(manage_guild=True)
-    async def xp_history(self, ctx: commands.Context, member: discord.Member | discord.Object, page: Page = 1):
+    async def xp_history(self, ctx: commands.Context, member: discord.Member | UserId, page: Page = 1):
         """Show the changes to a member's XP that were not chat, newest first (Manage Server)."""
         name = await self._name(ctx.guild, member.id)
         count, entries = await self.bot.db.xp_history(ctx.guild.id, member.id, (page - 1) * PAGE_SIZE, PAGE_SIZE)
@@ -174,6 +191,46 @@ class XpAdmin(commands.Cog, name="XP"):
             f"{undo_entry.xp_after:,}{self._levels(ctx, totals[entry.user_id])} (logged as #{undo_entry.number})."
         )
 
+    @commands.command(name="export")
+    @commands.guild_only()
+    @commands.has_guild_permissions(manage_guild=True)
+    @commands.cooldown(1, 60, commands.BucketType.guild)
+    async def export_server(self, ctx: commands.Context) -> None:
+        """Post this server's data (members, coins, cases, settings) as a JSON file (Manage Server)."""
+        limit = ctx.guild.filesize_limit
+        command = f"`python bot.py export --guild {ctx.guild.id}`"
+        board = await self.bot.xp.board(ctx.guild.id)
+        if len(board) * MIN_EXPORT_BYTES_PER_MEMBER > limit:  # surely too big: not even written
+            await ctx.send(
+                f"This server's export would be larger than Discord's upload limit here ({limit / 2**20:,.0f} MiB). "
+                f"The bot's owner can run {command} on the bot's machine."
+            )
+            return
+        await self.bot.xp.flush()  # the XP still in memory belongs in the file too
+        settings = self.bot.settings
+        with tempfile.TemporaryDirectory(prefix="tally-export-") as folder:
+            path = Path(folder) / f"tally-export-{ctx.guild.id}.json"
+            problems = io.StringIO()
+            if await export.export(
+                settings.database_url or settings.database_path, ctx.guild.id, "json", path, problems
+            ):
+                if "holds nothing" in problems.getvalue():
+                    await ctx.send("There is nothing to export for this server yet.")
+                    return
+                raise commands.CommandError(problems.getvalue().strip())
+            size = path.stat().st_size
+            if size > limit:
+                await ctx.send(
+                    f"This server's export is {size / 2**20:,.1f} MiB, over Discord's upload limit here "
+                    f"({limit / 2**20:,.0f} MiB). The bot's owner can run {command} on the bot's machine."
+                )
+                return
+            await ctx.send(
+                f"This server's data as of now: {len(board):,} members with XP, with coins, cases and settings "
+                f"(`tally-export` version {export.VERSION}; the README describes it).",
+                file=discord.File(path),
+            )
+
     # -- doing it ------------------------------------------------------------------------
 
     async def _change(self, ctx: commands.Context, kind: str, target, amount: int, reason: str | None) -> None:
@@ -210,8 +267,9 @@ class XpAdmin(commands.Cog, name="XP"):
             entry = entries[0]
             name = await self._name(ctx.guild, entry.user_id)
             before, after = totals[entry.user_id]
+            moved = abs(after - before) if kind in ("give", "take") else amount  # taking stops at 0
             await ctx.send(
-                f"{_did(kind, plain(name), amount)}: {before:,} → {after:,} XP{self._levels(ctx, (before, after))}. "
+                f"{_did(kind, plain(name), moved)}: {before:,} → {after:,} XP{self._levels(ctx, (before, after))}. "
                 f"Logged as #{entry.number}; `{ctx.clean_prefix}xp undo {entry.number}` reverts it."
             )
 
@@ -236,26 +294,31 @@ class XpAdmin(commands.Cog, name="XP"):
         server = self.bot.settings_of(ctx.guild)
         if not entries or (not server.rewards and not server.levelup_admin):
             return
-        if len(entries) > ALIGN_AT_ONCE and server.rewards:
-            if await self.bot.reward_syncs.start(ctx.guild, ctx.channel.id, ctx.author.id) is None:
+        curve = self.bot.curve_of(ctx.guild)
+        if len(entries) > ALIGN_AT_ONCE:  # a role or the whole server: one sync, one line, not a flood
+            if server.rewards and await self.bot.reward_syncs.start(ctx.guild, ctx.channel.id, ctx.author.id) is None:
                 await ctx.send(
                     f"A reward role sync is already running; run `{ctx.clean_prefix}rewards sync` again when it "
                     "ends so that these members' reward roles match their new levels."
                 )
+            up = sum(curve.level_for(after) > curve.level_for(before) for before, after in totals.values())
+            if server.levelup_admin and up:
+                await ctx.send(f"{up:,} members reached a new level.")
             return
-        curve = self.bot.curve_of(ctx.guild)
+        board = await self.bot.xp.board(ctx.guild.id)
         for entry in entries:
             member = ctx.guild.get_member(entry.user_id)
             if member is None:
                 continue  # a member who left: their roles follow when they come back
-            before, after = totals[entry.user_id]
+            before = totals[entry.user_id][0]
+            now = board.xp_of(member.id)  # now, not when the change was written: chat may have moved it since
             await self.bot.level_changed(
                 member,
                 ctx.channel,
                 server,
                 curve.level_for(before),
-                curve.level_for(after),
-                after,
+                curve.level_for(now),
+                now,
                 reason=f"XP {entry.kind} by {ctx.author} (#{entry.number})",
                 announce=server.levelup_admin,
             )

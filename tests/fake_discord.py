@@ -102,13 +102,15 @@ VIEW_CHANNEL = 1 << 10
 SEND_MESSAGES = 1 << 11
 MANAGE_MESSAGES = 1 << 13
 EMBED_LINKS = 1 << 14
+ATTACH_FILES = 1 << 15
 KICK_MEMBERS = 1 << 1
 BAN_MEMBERS = 1 << 2
 CHANGE_NICKNAME = 1 << 26
 MANAGE_NICKNAMES = 1 << 27
 MANAGE_ROLES = 1 << 28
 ALL_PERMISSIONS = (1 << 53) - 1
-EVERYONE_DEFAULT = VIEW_CHANNEL | SEND_MESSAGES | EMBED_LINKS | (1 << 16)  # + read message history
+EVERYONE_DEFAULT = VIEW_CHANNEL | SEND_MESSAGES | EMBED_LINKS | ATTACH_FILES | (1 << 16)  # + read message history
+UPLOAD_LIMIT = 10 * 1024 * 1024  # bytes a message's files may hold in a server without boosts
 
 # Gateway intents (https://discord.com/developers/docs/events/gateway#gateway-intents)
 INTENT_GUILDS = 1 << 0
@@ -577,6 +579,7 @@ class Post:
     pings: dict[str, Any]  # the mentions of the current content under those allowed mentions (see pinged)
     edited_timestamp: str | None = None  # of the latest edit
     edits: list[PostVersion] = field(default_factory=list)  # each version an edit replaced, oldest (as posted) first
+    files: dict[str, bytes] = field(default_factory=dict)  # attachments uploaded with it: file name to content
 
     @property
     def version(self) -> PostVersion:
@@ -991,7 +994,9 @@ class FakeDiscord:
     # -- running -------------------------------------------------------------------
 
     async def start(self) -> str:
-        app = web.Application()
+        app = web.Application(
+            client_max_size=2 * UPLOAD_LIMIT
+        )  # a request of files over the limit reaches the route (413 40005)
         app.router.add_get("/gateway/", self._gateway)
         app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
         app.router.add_route("*", "/{tail:.*}", self._unknown)
@@ -1404,25 +1409,30 @@ class FakeDiscord:
 
     async def _rest(self, request: web.Request) -> web.Response:
         body = None
+        files: dict[str, bytes] = {}
         if request.can_read_body and request.content_type == "application/json":
             body = await request.json()
+        elif request.can_read_body and request.content_type == "multipart/form-data":
+            body, files = await _multipart(request)
         path = "/" + request.match_info["tail"]
         self.requests.append((request.method, path, body))
-        response = await self._answer(request, path, body)
+        response = await self._answer(request, path, body, files)
         # Discord's API answers through Google's load balancer; discord.py takes a 429 without
         # this header for a Cloudflare ban and gives up instead of waiting.
         response.headers["Via"] = "1.1 google"
         await self._notify()
         return response
 
-    async def _answer(self, request: web.Request, path: str, body: Any) -> web.Response:
+    async def _answer(self, request: web.Request, path: str, body: Any, files: dict[str, bytes]) -> web.Response:
         if request.headers.get("Authorization") != f"Bot {self.token}":
             return error_response(401, 0, "401: Unauthorized")
         refused, headers, counted = self._take_rate_limits(request.method, path)
         if refused is not None:
             return refused
         reason = request.headers.get("X-Audit-Log-Reason")
-        response = await self._route(request.method, path, body, urllib.parse.unquote(reason) if reason else None)
+        response = await self._route(
+            request.method, path, body, urllib.parse.unquote(reason) if reason else None, files
+        )
         if response is None:
             self.unknown_routes.append(f"{request.method} {path}")
             response = error_response(404, 0, "404: Not Found")
@@ -1503,7 +1513,9 @@ class FakeDiscord:
             "X-RateLimit-Bucket": bucket_hash(bucket),
         }
 
-    async def _route(self, method: str, path: str, body: Any, audit_reason: str | None = None) -> web.Response | None:
+    async def _route(
+        self, method: str, path: str, body: Any, audit_reason: str | None = None, files: dict[str, bytes] | None = None
+    ) -> web.Response | None:
         parts = path.strip("/").split("/")
         if method == "GET" and path == "/gateway/bot":
             limit = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
@@ -1518,7 +1530,7 @@ class FakeDiscord:
                 return error_response(400, 50033, "Invalid Recipient(s)")
             return json_response(self._dm_channel(user).payload())
         if method == "POST" and len(parts) == 3 and parts[0] == "channels" and parts[2] == "messages":
-            return await self._post_message(int(parts[1]), body or {})
+            return await self._post_message(int(parts[1]), body or {}, files)
         if method == "PATCH" and _is_message_path(parts):
             return await self._edit_message(int(parts[1]), int(parts[3]), body)
         if method == "GET" and len(parts) == 2 and parts[0] == "users" and parts[1].isdigit():
@@ -1702,7 +1714,14 @@ class FakeDiscord:
                 return None, channel
         return None, None
 
-    async def _post_message(self, channel_id: int, body: dict[str, Any]) -> web.Response:
+    async def _post_message(
+        self, channel_id: int, body: dict[str, Any], files: dict[str, bytes] | None = None
+    ) -> web.Response:
+        """Create Message, with files as Discord takes them (multipart: ``payload_json`` and ``files[n]``).
+
+        Files need Attach Files (50013) and may hold at most UPLOAD_LIMIT bytes together (413, 40005).
+        """
+        files = files or {}
         guild, channel = self._find_channel(channel_id)
         if channel is None:
             return error_response(404, 10003, "Unknown Channel")
@@ -1710,20 +1729,32 @@ class FakeDiscord:
             permissions = guild.permissions_in(guild.members[self.bot_user.id], channel)
             if not permissions & VIEW_CHANNEL:
                 return error_response(403, 50001, "Missing Access")
-            if not permissions & SEND_MESSAGES:
+            if not permissions & SEND_MESSAGES or (files and not permissions & ATTACH_FILES):
                 return error_response(403, 50013, "Missing Permissions")
         elif channel.recipient is not None and channel.recipient.dms_closed:
             return error_response(403, 50007, "Cannot send messages to this user")
+        if sum(len(data) for data in files.values()) > UPLOAD_LIMIT:
+            return error_response(413, 40005, "Request entity too large")
         content = body.get("content") or ""
         embeds = body.get("embeds") or []
-        if not content and not embeds:
+        if not content and not embeds and not files:
             return error_response(400, 50006, "Cannot send an empty message")
         if problems := message_problems(content, embeds):
             return json_response({"code": 50035, "message": "Invalid Form Body", "errors": problems}, 400)
         allowed = body.get("allowed_mentions")
         data = self._message_payload(channel, self.bot_user, content, allowed=allowed)
         data["embeds"] = embeds
-        post = Post(int(data["id"]), channel_id, content, embeds, allowed, pinged(content, allowed, guild))
+        data["attachments"] = [
+            {
+                "id": (attachment_id := str(snowflake())),
+                "filename": name,
+                "size": len(content_bytes),
+                "url": f"{self.url}/attachments/{channel_id}/{attachment_id}/{name}",
+                "proxy_url": f"{self.url}/media/attachments/{channel_id}/{attachment_id}/{name}",
+            }
+            for name, content_bytes in files.items()
+        ]
+        post = Post(int(data["id"]), channel_id, content, embeds, allowed, pinged(content, allowed, guild), files=files)
         self.posts.append(post)
         self._posts_by_id[post.id] = post
         self.messages[post.id] = data
@@ -1780,3 +1811,16 @@ class FakeDiscord:
         if guild is not None:  # as for MESSAGE_CREATE: the whole message, with guild_id and member
             await self.dispatch("MESSAGE_UPDATE", data, INTENT_GUILD_MESSAGES)
         return json_response(data)
+
+
+async def _multipart(request: web.Request) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """A multipart body as Discord reads it: ``payload_json`` (the JSON fields) and ``files[n]`` (the files)."""
+    body: dict[str, Any] = {}
+    files: dict[str, bytes] = {}
+    reader = await request.multipart()
+    async for part in reader:
+        if part.name == "payload_json":
+            body = json.loads(await part.text())
+        elif part.name and part.name.startswith("files["):
+            files[part.filename or part.name] = bytes(await part.read())
+    return body, files

@@ -20,7 +20,7 @@ async def test_give_take_set_and_reset_change_xp_and_rank_and_log_who_when_befor
     post = await world.ask(world.mod, "!xp give alice 30 helped at the event")
     assert post.content == ("Gave alice 30 XP: 150 → 180 XP, still level 2. Logged as #1; `!xp undo 1` reverts it.")
     post = await world.ask(world.mod, "!xp take bob 80")  # more than bob has: down to 0, never below
-    assert post.content.startswith("Took 80 XP from bob: 50 → 0 XP, still level 1. Logged as #2")
+    assert post.content.startswith("Took 50 XP from bob: 50 → 0 XP, still level 1. Logged as #2")
     post = await world.ask(world.mod, f"!xp set {world.carol.id} 500")
     assert post.content.startswith("Set the XP of carol to 500: 0 → 500 XP, level 1 → 6. Logged as #3")
     board = await world.ask(world.alice, "!leaderboard")
@@ -213,3 +213,29 @@ async def test_a_member_who_left_is_changed_and_shown_by_id_under_their_last_nam
     assert history.embeds[0]["title"] == "XP history: alice"
     post = await world.ask(world.mod, f"!xp history {world.bob.id}")
     assert post.content == "bob's XP has only ever changed by chatting."
+
+
+async def test_a_change_to_many_members_posts_one_line_rather_than_an_announcement_each(world, tally, storage):
+    fake = world.fake
+    crowd = fake.add_role(world.guild, "Crowd", position=1)
+    for i in range(30):
+        fake.add_member(world.guild, f"member{i}", roles=[crowd])
+    await tally()
+    await world.ask(world.mod, "!settings levelup-admin on")
+    summary = await world.ask(world.mod, "!xp give Crowd 100")
+    assert summary.content == "30 members reached a new level."
+    reply = await fake.wait_for_post(after=fake.posts.index(summary) + 1)
+    assert reply.content == f"Gave 30 members with <@&{crowd.id}> 100 XP (logged as #1 to #30)."
+    await world.ask(world.alice, "!level")
+    assert not any("reached level" in text for text in posts_since(world, fake.posts.index(reply)))
+    assert len(await storage.rows("SELECT number FROM xp_audit")) == 30
+
+
+async def test_an_id_that_is_not_a_user_is_not_a_target(world, tally, storage):
+    await tally()
+    channel = world.general.id
+    post = await world.ask(world.mod, f"!xp give <#{channel}> 10")
+    assert post.content == f"I can't find a member or role or user ID called <#{channel}> in this server."
+    post = await world.ask(world.mod, "!xp give 12345 10")
+    assert post.content == "I can't find a member or role or user ID called 12345 in this server."
+    assert await storage.rows("SELECT number FROM xp_audit") == []

@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
+
 from db import XpGain
+from tests.helpers import seed_xp
 from tests.test_backup import tool
 
 GUILD, OTHER = 555555555555555555, 666666666666666666
@@ -95,3 +98,30 @@ async def test_an_unknown_server_or_no_database_is_one_line_and_no_file(storage,
     code, out, err = await tool(storage, tmp_path, "export", "--guild", "abc")
     assert code == 2 and "--guild: must be a Discord ID" in err
     assert not [path for path in tmp_path.iterdir() if path.name.startswith("tally-export")]
+
+
+async def test_export_in_chat_posts_the_file_with_pending_xp_to_admins_only(world, tally, storage):
+    await seed_xp(storage, world.guild.id, [(world.alice.id, 150, "alice")])
+    await tally(XP_PER_MESSAGE="5", XP_FLUSH_SECONDS="60")
+    await world.say(world.bob, "chat")  # pending in memory, not yet written
+    post = await world.ask(world.alice, "!export")
+    assert post.content == "You need the Manage Server permission to do that."
+    post = await world.ask(world.mod, "!export")
+    assert post.content.startswith("This server's data as of now: 2 members with XP")
+    ((name, data),) = post.files.items()
+    assert name == f"tally-export-{world.guild.id}.json"
+    (server,) = json.loads(data)["guilds"]
+    assert {m["user_id"]: m["xp"] for m in server["members"]} == {str(world.alice.id): 150, str(world.bob.id): 5}
+    post = await world.ask(world.mod, "!export")
+    assert post.content.startswith("Slow down: try that again in")
+
+
+@pytest.mark.backends("sqlite")
+async def test_an_export_over_the_upload_limit_says_how_to_get_it(world, tally, storage):
+    await seed_xp(storage, world.guild.id, [(10**17 + i, 5, f"m{i}") for i in range(200_000)])
+    await tally()
+    post = await world.ask(world.mod, "!export", timeout=30)
+    assert post.content == (
+        "This server's export would be larger than Discord's upload limit here (10 MiB). "
+        f"The bot's owner can run `python bot.py export --guild {world.guild.id}` on the bot's machine."
+    )

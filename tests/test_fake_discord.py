@@ -21,6 +21,7 @@ import yarl
 
 from tests.fake_discord import (
     ADMINISTRATOR,
+    ATTACH_FILES,
     EVERYONE_DEFAULT,
     INTENT_DIRECT_MESSAGES,
     INTENT_GUILD_MEMBERS,
@@ -34,6 +35,7 @@ from tests.fake_discord import (
     OP_REQUEST_MEMBERS,
     OP_RESUME,
     SEND_MESSAGES,
+    UPLOAD_LIMIT,
     VIEW_CHANNEL,
     FakeDiscord,
     Overwrite,
@@ -1464,3 +1466,40 @@ async def test_discord_py_chunks_a_guild_of_10000_members_from_the_fakes_chunks(
         (i, 11, 1000 if i < 10 else 7) for i in range(11)
     ]
     assert took < 5, f"chunking 10,000 members took {took:.1f} s"
+
+
+async def upload(fake: FakeDiscord, channel_id: int, body: dict[str, Any], files: dict[str, bytes]) -> tuple[int, Any]:
+    """POST a message with files as discord.py sends one: multipart, ``payload_json`` then ``files[n]``."""
+    form = aiohttp.FormData()
+    form.add_field("payload_json", json.dumps(body), content_type="application/json")
+    for n, (name, data) in enumerate(files.items()):
+        form.add_field(f"files[{n}]", data, filename=name, content_type="application/octet-stream")
+    headers = {"Authorization": f"Bot {fake.token}"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{fake.url}/api/v10/channels/{channel_id}/messages", data=form, headers=headers) as response,
+    ):
+        return response.status, await response.json()
+
+
+async def test_a_file_is_posted_with_its_message_or_alone_and_kept(world):
+    status, answer = await upload(world.fake, world.general.id, {"content": "here"}, {"data.json": b'{"a": 1}'})
+    assert status == 200, answer
+    assert [(a["filename"], a["size"]) for a in answer["attachments"]] == [("data.json", 8)]
+    status, answer = await upload(world.fake, world.general.id, {}, {"alone.txt": b"x"})  # a file is content enough
+    assert status == 200, answer
+    assert [post.files for post in world.fake.posts] == [{"data.json": b'{"a": 1}'}, {"alone.txt": b"x"}]
+
+
+async def test_files_need_attach_files_and_fit_the_upload_limit(world):
+    fake = world.fake
+    no_files = fake.add_channel(world.guild, "no-files", [Overwrite(world.guild.id, 0, deny=ATTACH_FILES)])
+    status, answer = await upload(fake, no_files.id, {"content": "x"}, {"a.txt": b"a"})
+    assert (status, answer["code"]) == (403, 50013)
+    status, _ = await post_message(fake, no_files.id, {"content": "text needs no Attach Files"})
+    assert status == 200
+    status, answer = await upload(fake, world.general.id, {}, {"big.bin": b"0" * (UPLOAD_LIMIT + 1)})
+    assert (status, answer) == (413, {"message": "Request entity too large", "code": 40005})
+    status, _ = await upload(fake, world.general.id, {}, {"fits.bin": b"0" * UPLOAD_LIMIT})
+    assert status == 200
+    assert [list(post.files) for post in fake.posts] == [[], ["fits.bin"]]
