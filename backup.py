@@ -41,6 +41,16 @@ from storage.schema import SCHEMA_VERSION
 EXIT_FIX, EXIT_FAILED = 2, 1
 COUNTS = [(table.name, table.count) for table in TABLES] + [("case_reasons", COUNT_CASE_REASONS)]
 PG_TIMEOUT = 3600  # seconds a pg_dump or pg_restore may take
+# The tables schema versions after the first added, newest first, each with its one fixed DROP statement.
+NEWER_TABLES = (
+    ("xp_audit", "DROP TABLE xp_audit"),
+    ("reward_syncs", "DROP TABLE reward_syncs"),
+    ("case_reasons", "DROP TABLE case_reasons"),
+    ("cases", "DROP TABLE cases"),
+    ("ledger", "DROP TABLE ledger"),
+    ("wallets", "DROP TABLE wallets"),
+    ("tally_flushes", "DROP TABLE tally_flushes"),
+)
 DATED = re.compile(r"tally-(\d{8}-\d{6})(?:-(\d+))?(\.db|\.dump)")  # a backup's name: its time, then -2, -3 ...
 
 
@@ -68,7 +78,7 @@ def backup(target: Path | str, folder: Path, keep: int | None, out: TextIO, err:
             made, summary = _backup_postgres(target, folder)
         else:
             made, summary = _backup_sqlite(Path(target), folder)
-        removed = _rotate(folder, made.suffix, keep)
+        removed = _rotate(folder, made, keep)
     except BackupFailed as failed:
         print(f"tally backup: {failed}", file=err)
         return failed.code
@@ -107,7 +117,7 @@ def _backup_sqlite(source: Path, folder: Path) -> tuple[Path, str]:
         raise BackupFailed(f"there is no database at {source} to back up (check DATABASE_PATH)")
     folder.mkdir(parents=True, exist_ok=True)
     made = _new_name(folder, ".db")
-    partial = made.with_name(made.name + ".partial")
+    partial = made.with_name(f"{made.name}.{os.getpid()}.partial")  # two backups in one second: two names
     try:
         src = _read_only(source)
     except sqlite3.Error as exc:
@@ -115,6 +125,8 @@ def _backup_sqlite(source: Path, folder: Path) -> tuple[Path, str]:
     try:
         try:
             src.execute("BEGIN")  # one read transaction: the counts and the copy see the same moment
+            if src.execute("PRAGMA user_version").fetchone()[0] < 1 or "members" not in _tables(src):
+                raise BackupFailed(f"{source} is not a Tally database (check DATABASE_PATH)")
             counts = _counts(src)
             with contextlib.closing(sqlite3.connect(partial)) as copy:
                 src.backup(copy)
@@ -180,9 +192,13 @@ def _read_only(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
 
 
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
 def _counts(conn: sqlite3.Connection) -> dict[str, int]:
     """Rows per Tally table (those this file's schema version has)."""
-    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tables = _tables(conn)
     return {name: conn.execute(count).fetchone()[0] for name, count in COUNTS if name in tables}
 
 
@@ -206,7 +222,7 @@ def _check(path: Path, counts: dict[str, int]) -> str | None:
 def _backup_postgres(url: str, folder: Path) -> tuple[Path, str]:
     folder.mkdir(parents=True, exist_ok=True)
     made = _new_name(folder, ".dump")
-    partial = made.with_name(made.name + ".partial")
+    partial = made.with_name(f"{made.name}.{os.getpid()}.partial")
     try:
         _pg("pg_dump", url, "--format=custom", "--no-owner", f"--file={partial}")
         tables = _pg_tables(partial)
@@ -230,10 +246,10 @@ def _restore_postgres(url: str, file: Path, backups: Path) -> Path:
         raise BackupFailed(f"{file} is not a Tally backup ({failed})") from None
     if "members" not in tables:
         raise BackupFailed(f"{file} is not a backup of a Tally database")
-    return asyncio.run(_restore_postgres_alone(url, file, backups))
+    return asyncio.run(_restore_postgres_alone(url, file, backups, tables))
 
 
-async def _restore_postgres_alone(url: str, file: Path, backups: Path) -> Path:
+async def _restore_postgres_alone(url: str, file: Path, backups: Path, tables: set[str]) -> Path:
     """The restore itself, while this process holds the database alone (the tools block meanwhile: nothing else runs)."""
     try:
         alone = await postgres.hold_alone(url)
@@ -245,6 +261,15 @@ async def _restore_postgres_alone(url: str, file: Path, backups: Path) -> Path:
         backups.mkdir(parents=True, exist_ok=True)
         aside = backups / f"tally-before-restore-{_stamp()}.dump"
         _pg("pg_dump", url, "--format=custom", "--no-owner", f"--file={aside}")
+        # A backup from an older Tally lacks the tables later versions added: they go (they are in the dump
+        # kept aside), so the next start's migrations create them afresh instead of meeting rows of today.
+        present = {
+            row[0] for row in await alone.fetch("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+        }
+        async with alone.transaction():
+            for table, drop in NEWER_TABLES:
+                if table in present and table not in tables:
+                    await alone.execute(drop)
         # one transaction: a restore that fails leaves the database as it was
         _pg(
             "pg_restore",
@@ -264,7 +289,12 @@ async def _restore_postgres_alone(url: str, file: Path, backups: Path) -> Path:
 def _pg_tables(dump: Path) -> set[str]:
     """The tables whose data a custom-format dump holds (``pg_restore --list``), or BackupFailed."""
     listing = _run(["pg_restore", "--list", str(dump)], os.environ.copy())
-    return {line.split()[-2] for line in listing.splitlines() if " TABLE DATA " in line}
+    tables = set()
+    for line in listing.splitlines():  # "3360; 0 16390 TABLE DATA public members postgres"
+        words = line.split()
+        if " TABLE DATA " in line and len(words) > words.index("DATA") + 2:
+            tables.add(words[words.index("DATA") + 2])
+    return tables
 
 
 def _pg(tool: str, url: str, *arguments: str) -> str:
@@ -274,6 +304,8 @@ def _pg(tool: str, url: str, *arguments: str) -> str:
     if parts.password is not None:
         env["PGPASSWORD"] = urllib.parse.unquote(parts.password)
         host = parts.hostname or ""
+        if ":" in host:  # an IPv6 address keeps its brackets in a URL
+            host = f"[{host}]"
         user = urllib.parse.quote(urllib.parse.unquote(parts.username or ""), safe="")
         netloc = f"{user}@{host}" if user else host
         if parts.port:
@@ -316,8 +348,8 @@ def _new_name(folder: Path, suffix: str) -> Path:
     return made
 
 
-def _rotate(folder: Path, suffix: str, keep: int | None) -> list[Path]:
-    """Remove all but the newest ``keep`` dated backups in ``folder``; the ones removed.
+def _rotate(folder: Path, made: Path, keep: int | None) -> list[Path]:
+    """Remove all but the newest ``keep`` dated backups in ``folder``, never the one just ``made``; those removed.
 
     Only files named as ``backup`` names them count (a restore's ``tally-before-restore-*`` never does).
     """
@@ -325,10 +357,10 @@ def _rotate(folder: Path, suffix: str, keep: int | None) -> list[Path]:
         return []
     dated = []
     for path in folder.iterdir():
-        if (found := DATED.fullmatch(path.name)) and found[3] == suffix and path.is_file():
+        if (found := DATED.fullmatch(path.name)) and found[3] == made.suffix and path.is_file() and path != made:
             dated.append(((found[1], int(found[2] or 1)), path))
     dated.sort()
-    removed = [path for _, path in dated[: max(0, len(dated) - keep)]]
+    removed = [path for _, path in dated[: max(0, len(dated) - (keep - 1))]]
     for path in removed:
         path.unlink()
     return removed

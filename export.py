@@ -19,6 +19,8 @@ import contextlib
 import csv
 import json
 import os
+import shutil
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -109,27 +111,45 @@ async def snapshot(target: Path | str) -> AsyncIterator[Snapshot]:
 
 
 async def export(target: Path | str, guild_id: int | None, fmt: str, out: Path | None, err: TextIO) -> int:
-    """Write the export; the exit code (0, or 2 with one line on ``err``)."""
+    """Write the export; the exit code (0, or 2 with one line on ``err``).
+
+    It is written under a temporary name (a file, or a folder for CSV) and
+    takes its own only once complete: a failed export leaves nothing that
+    looks like one.
+    """
+    partial = None
     try:
         async with snapshot(target) as db:
             guilds = [row[0] for row in await db.fetch(GUILDS)] if guild_id is None else [guild_id]
             if guild_id is not None and not await _known(db, guild_id):
                 raise ExportFailed(f"the database holds nothing for server {guild_id}")
             out = out or Path(f"tally-export-{guild_id or 'all'}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
+            if fmt == "json" and out.suffix != ".json":
+                out = out.with_name(out.name + ".json")
+            partial = out.with_name(f"{out.name}.{os.getpid()}.partial")
             if fmt == "json":
-                out = out if out.suffix == ".json" else out.with_name(out.name + ".json")
-                partial = out.with_name(out.name + ".partial")
                 with open(partial, "w", encoding="utf-8", newline="\n") as file:
                     await write_json(db, guilds, file, progress_bar(err))
-                partial.replace(out)
             else:
-                await write_csv(db, guilds, out, progress_bar(err))
+                await write_csv(db, guilds, partial, progress_bar(err))
+            if fmt == "csv" and out.is_dir() and not any(out.iterdir()):
+                out.rmdir()  # an empty folder named as the output may be replaced
+            partial.replace(out)
+            partial = None
     except ExportFailed as failed:
         print(f"tally export: {failed}", file=err)
         return 2
     except OSError as exc:
         print(f"tally export: cannot write {out} ({exc.strerror or exc})", file=err)
         return 2
+    except (sqlite3.DatabaseError, asyncpg.PostgresError) as exc:
+        print(f"tally export: cannot read the database ({type(exc).__name__}: {str(exc)[:200]})", file=err)
+        return 2
+    finally:
+        if partial is not None and partial.is_dir():
+            shutil.rmtree(partial, ignore_errors=True)
+        elif partial is not None:
+            partial.unlink(missing_ok=True)
     print(f"exported {len(guilds):,} server{'' if len(guilds) == 1 else 's'} to {out}", file=err)
     return 0
 

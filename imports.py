@@ -90,8 +90,13 @@ class Found:
 # -- reading values -----------------------------------------------------------------------
 
 
+def _digits(text: str) -> bool:
+    """Plain ASCII digits, few enough for any ID or count (``"²".isdigit()`` is True, ``int("²")`` fails)."""
+    return text.isascii() and text.isdigit() and len(text) <= 20
+
+
 def _id(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
+    if isinstance(value, bool) or not isinstance(value, int | str) or not _digits(str(value)):
         raise ImportRefused(f"{what} {_shown(value)} is not a Discord ID")
     number = int(value)
     if not 0 < number < 2**63:
@@ -104,6 +109,8 @@ def _count(value: Any, what: str, *, whole_floats: bool = False, floor_floats: b
     if isinstance(value, float) and (floor_floats or (whole_floats and value.is_integer())):
         if value != value or value in (float("inf"), float("-inf")):
             raise ImportRefused(f"{what} is {value}, not a number")
+        if value < 0:
+            raise ImportRefused(f"{what} is {value:,}, below 0")
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ImportRefused(f"{what} is {_shown(value)}, not a whole number")
@@ -131,7 +138,21 @@ def read(path: Path, guild_id: int) -> Found:
 
     ImportRefused with one line when it cannot be imported: not a format
     Tally reads, damaged, from another server, or with values no bot keeps.
+    Whatever else goes wrong while reading it becomes such a line too.
     """
+    try:
+        return _read(path, guild_id)
+    except ImportRefused:
+        raise
+    except OSError as exc:
+        raise ImportRefused(f"cannot read {exc.filename or path} ({exc.strerror or exc})") from None
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError, csv.Error) as exc:
+        raise ImportRefused(
+            f"{path.name} is not in the shape Tally expected ({type(exc).__name__}: {exc})"[:300]
+        ) from None
+
+
+def _read(path: Path, guild_id: int) -> Found:
     if path.is_dir():
         pages = sorted(path.glob("*.json"))
         if not pages:
@@ -196,6 +217,8 @@ def _documents(text: str, path: Path) -> list[Any]:
             raise ImportRefused(
                 f"{path.name} is not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}{truncated}"
             ) from None
+        except (ValueError, RecursionError) as exc:  # a number of thousands of digits, nesting past any sense
+            raise ImportRefused(f"{path.name} is not JSON any bot writes ({type(exc).__name__}: {exc})"[:300]) from None
         documents.append(document)
 
 
@@ -255,6 +278,8 @@ def _mee6_document(document: Any, found: Found, path: Path) -> None:
         found.xp_range = (max(1, round(low * rate)), max(1, round(high * rate)))
         found.curve = "mee6"
     rewards = document.get("role_rewards") or []
+    if not isinstance(rewards, list):
+        raise ImportRefused(f"{path.name}: role_rewards is {_shown(rewards)}, not a list")
     if rewards:
         found.rewards = [_mee6_reward(reward) for reward in rewards]
 
@@ -303,7 +328,7 @@ def _mee6_csv(text: str) -> Found:
 
 def _int(text: str, where: str) -> int:
     text = text.strip()
-    if not text.lstrip("-").isdigit():
+    if not _digits(text.removeprefix("-")):
         raise ImportRefused(f"{where}: {text[:40]!r} is not a whole number")
     return int(text)
 
@@ -506,8 +531,8 @@ def _new_xp(member: Member, by: str, curve: levels.Curve) -> int:
     return member.xp
 
 
-def _settings_from(found: Found) -> dict[str, str]:
-    """The file's settings as Tally stores them (checked like !settings would)."""
+def _settings_from(found: Found, *, check: bool) -> dict[str, str]:
+    """The file's settings as Tally stores them; with ``check``, each read as !settings would (to be applied)."""
     settings = dict(found.settings)
     if found.xp_range is not None:
         low, high = (min(value, MAX_XP_PER_MESSAGE) for value in found.xp_range)
@@ -516,7 +541,7 @@ def _settings_from(found: Found) -> dict[str, str]:
         settings["rewards"] = rewards_text(found.rewards)
     if found.curve is not None:
         settings.setdefault("curve", found.curve)
-    for name, value in settings.items():
+    for name, value in settings.items() if check else ():
         setting = SETTINGS.get(name)
         if setting is None:
             raise ImportRefused(f"the file's setting {name!r} is not one Tally has")
@@ -555,9 +580,14 @@ async def run(
     held = None
     try:
         found = await asyncio.to_thread(read, path, guild_id)
-        settings = _settings_from(found)
+        settings = _settings_from(found, check=include_settings)
         if apply:
             held = await _alone(target)
+        elif isinstance(target, Path | str) and not postgres.is_url(str(target)) and not Path(target).exists():
+            # a dry run never creates a database (a mistyped DATABASE_PATH would leave an empty one behind)
+            return await _import(
+                None, found, settings, guild_id, False, mode, by, include_settings, default_curve, path, out
+            )
         db = await Database.open(target)
         try:
             return await _import(
@@ -598,7 +628,7 @@ async def _alone(target: Path | str):
 
 
 async def _import(
-    db: Database,
+    db: Database | None,
     found: Found,
     settings: dict[str, str],
     guild_id: int,
@@ -610,7 +640,7 @@ async def _import(
     path: Path,
     out: TextIO,
 ) -> int:
-    stored = (await db.stored_settings()).get(guild_id, {})
+    stored = (await db.stored_settings()).get(guild_id, {}) if db is not None else {}  # None: no database yet
     curve_name = (settings if include_settings else stored).get("curve") or stored.get("curve") or default_curve
     curve = levels.curve(curve_name)
     note = f", {found.note}" if found.note else ""
@@ -620,7 +650,7 @@ async def _import(
             f"--by level: each member gets the least XP of their level on this server's curve ({curve_name})", file=out
         )
     imported = {user_id: _new_xp(member, by, curve) for user_id, member in found.members.items()}
-    current = dict(await db.guild_xp(guild_id))
+    current = dict(await db.guild_xp(guild_id)) if db is not None else {}
     new_xp = MODES[mode]
     counts = Counter()
     after = dict(current)

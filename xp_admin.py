@@ -196,7 +196,7 @@ class XpAdmin(commands.Cog, name="XP"):
     @commands.has_guild_permissions(manage_guild=True)
     @commands.cooldown(1, 60, commands.BucketType.guild)
     async def export_server(self, ctx: commands.Context) -> None:
-        """Post this server's data (members, coins, cases, settings) as a JSON file (Manage Server)."""
+        """DM you this server's data (members, coins, cases, settings) as a JSON file (Manage Server)."""
         limit = ctx.guild.filesize_limit
         command = f"`python bot.py export --guild {ctx.guild.id}`"
         board = await self.bot.xp.board(ctx.guild.id)
@@ -225,11 +225,16 @@ class XpAdmin(commands.Cog, name="XP"):
                     f"({limit / 2**20:,.0f} MiB). The bot's owner can run {command} on the bot's machine."
                 )
                 return
-            await ctx.send(
-                f"This server's data as of now: {len(board):,} members with XP, with coins, cases and settings "
-                f"(`tally-export` version {export.VERSION}; the README describes it).",
-                file=discord.File(path),
-            )
+            try:  # by DM: it holds every case's reasons and moderators, not for whoever reads the channel
+                await ctx.author.send(
+                    f"{plain(ctx.guild.name)}'s data as of now: {len(board):,} members with XP, with coins, cases "
+                    f"and settings (`tally-export` version {export.VERSION}; Tally's README describes it).",
+                    file=discord.File(path),
+                )
+            except discord.Forbidden:
+                await ctx.send("I can't DM you the export: allow DMs from this server's members, then try again.")
+                return
+            await ctx.send("I sent you this server's export by DM.")
 
     # -- doing it ------------------------------------------------------------------------
 

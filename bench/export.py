@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -49,12 +48,26 @@ async def fill(target: Path | str, guild_id: int, members: int) -> None:
         await db.close()
 
 
+# Runs bot.py as `python bot.py ...` would, then prints the process's own peak resident memory (VmHWM,
+# which exec resets: a forked child's ru_maxrss would count its parent's pages too).
+MEASURED = (
+    "import atexit, runpy, sys\n"
+    "def peak():\n"
+    "    with open('/proc/self/status') as status:\n"
+    "        kb = next(line.split()[1] for line in status if line.startswith('VmHWM'))\n"
+    "    print('peak-kb', kb, file=sys.stderr)\n"
+    "atexit.register(peak)\n"
+    "sys.argv = sys.argv[1:]\n"
+    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+)
+
+
 def export(env: dict[str, str], guild_id: int, fmt: str, out: Path) -> tuple[float, int, int]:
-    """Seconds, output bytes and the child's peak RSS in bytes, for one run of the real command."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Seconds, output bytes and the process's peak resident memory in bytes, for one run of the real command."""
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bot.py"), "export", "--guild", str(guild_id), "--format", fmt, "--out", str(out)],
+        [sys.executable, "-c", MEASURED, str(ROOT / "bot.py"), "export", "--guild", str(guild_id), "--format", fmt]
+        + ["--out", str(out)],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
@@ -62,12 +75,10 @@ def export(env: dict[str, str], guild_id: int, fmt: str, out: Path) -> tuple[flo
     )
     seconds = time.perf_counter() - started
     if done.returncode != 0:
-        sys.exit(f"export failed: {done.stderr.strip()[-300:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if peak <= before:
-        print("  (the peak below is an earlier child's: this one used less)")
+        sys.exit(f"export of {guild_id} as {fmt} failed: {done.stderr.strip()[-300:]}")
+    peak_kb = int(next(line.split()[1] for line in done.stderr.splitlines() if line.startswith("peak-kb")))
     size = out.stat().st_size if out.is_file() else sum(p.stat().st_size for p in out.iterdir())
-    return seconds, size, peak * 1024
+    return seconds, size, peak_kb * 1024
 
 
 async def run_backend(name: str, target: Path | str, env: dict[str, str], members: int, folder: Path) -> None:
@@ -75,7 +86,6 @@ async def run_backend(name: str, target: Path | str, env: dict[str, str], member
     await fill(target, BIG, members)
     await fill(target, SMALL, 10_000)
     for fmt in ("json", "csv"):
-        # the small one first: ru_maxrss is a peak over every child so far
         small = export(env, SMALL, fmt, folder / f"{name}-small.{fmt}")
         big = export(env, BIG, fmt, folder / f"{name}-big.{fmt}")
         print(

@@ -44,9 +44,10 @@ CASE = (
 CASE_REASON = (
     "INSERT INTO case_reasons (guild_id, number, reason, moderator_id, replaced_at) VALUES ($1, $2, $3, $4, $5)"
 )
+# A sync from the first member again: one a restart interrupted may already be past imported members.
 QUEUE_SYNC = (
     "INSERT INTO reward_syncs (guild_id, channel_id, started_by, started_at) VALUES ($1, $2, 0, $3) "
-    "ON CONFLICT (guild_id) DO NOTHING"
+    "ON CONFLICT (guild_id) DO UPDATE SET after_user = 0, done = 0, changed = 0, failed = 0"
 )
 
 

@@ -134,3 +134,13 @@ async def test_restore_refuses_a_file_that_is_not_a_backup_and_changes_nothing(s
     assert await storage.xp(1) == {7: 10}
     code, _, err = await tool(storage, tmp_path, "restore", str(tmp_path / "missing.db"))
     assert code == 2 and "there is no backup at" in err
+
+
+@pytest.mark.backends("sqlite")
+async def test_a_file_that_is_not_a_tally_database_is_not_backed_up(storage, tmp_path):
+    (tmp_path / "data").mkdir()
+    sqlite3.connect(tmp_path / "data" / "tally.db").close()  # an empty SQLite file, as a typo in a path leaves
+    code, out, err = await tool(storage, tmp_path, "backup", "--to", "saved")
+    assert code == 2 and out == ""
+    assert err.strip() == "tally backup: data/tally.db is not a Tally database (check DATABASE_PATH)"
+    assert not list((tmp_path / "saved").iterdir())

@@ -106,9 +106,13 @@ async def test_export_in_chat_posts_the_file_with_pending_xp_to_admins_only(worl
     await world.say(world.bob, "chat")  # pending in memory, not yet written
     post = await world.ask(world.alice, "!export")
     assert post.content == "You need the Manage Server permission to do that."
+    count = len(world.fake.posts)
     post = await world.ask(world.mod, "!export")
-    assert post.content.startswith("This server's data as of now: 2 members with XP")
-    ((name, data),) = post.files.items()
+    assert post.content == "I sent you this server's export by DM."
+    (dm,) = [p for p in world.fake.posts[count:] if p.files]  # by DM: cases and moderators are not for the channel
+    assert dm.channel_id != world.general.id
+    assert dm.content.startswith("Tally Test Server's data as of now: 2 members with XP")
+    ((name, data),) = dm.files.items()
     assert name == f"tally-export-{world.guild.id}.json"
     (server,) = json.loads(data)["guilds"]
     assert {m["user_id"]: m["xp"] for m in server["members"]} == {str(world.alice.id): 150, str(world.bob.id): 5}
@@ -125,3 +129,12 @@ async def test_an_export_over_the_upload_limit_says_how_to_get_it(world, tally, 
         "This server's export would be larger than Discord's upload limit here (10 MiB). "
         f"The bot's owner can run `python bot.py export --guild {world.guild.id}` on the bot's machine."
     )
+
+
+async def test_export_in_chat_to_an_admin_whose_dms_are_closed_says_so(world, tally, storage):
+    await seed_xp(storage, world.guild.id, [(world.alice.id, 150, "alice")])
+    world.mod.dms_closed = True
+    await tally()
+    post = await world.ask(world.mod, "!export")
+    assert post.content == "I can't DM you the export: allow DMs from this server's members, then try again."
+    assert not [p for p in world.fake.posts if p.files]

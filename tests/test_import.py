@@ -257,6 +257,22 @@ BAD_FILES = {
         json.dumps({"levels": [{"userId": "800000000000000001", "xp": 5}, {"userId": "800000000000000001", "xp": 6}]}),
         "member 800000000000000001 appears twice",
     ),
+    "a number of 5,000 digits": (
+        "long.json",
+        '{"levels": [{"userId": "1", "xp": ' + "9" * 5000 + "}]}",
+        "not JSON any bot writes",
+    ),
+    "nesting past any sense": ("deep.json", "[" * 100_000 + "]" * 100_000, "not JSON any bot writes"),
+    "a digit that is not one": (
+        "sup.json",
+        json.dumps({"levels": [{"userId": "8000000000000000²", "xp": 5}]}),
+        "a userId '8000000000000000²' is not a Discord ID",
+    ),
+    "rewards that are not a list": (
+        "rewards.json",
+        json.dumps(mee6_page(0, players(1), role_rewards=5)),
+        "role_rewards is 5, not a list",
+    ),
     "unknown format": ("what.json", json.dumps({"hello": "world"}), "is JSON, but not a format Tally reads. It reads:"),
     "not SQLite": (
         "fake.db",
