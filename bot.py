@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
+import itertools
 import logging
 import math
 import os
+import platform
 import random
 import signal
 import sys
 from pathlib import Path
 
+import aiohttp
 import discord
 from discord.ext import commands
 from dotenv import load_dotenv
@@ -42,6 +46,16 @@ EXTENSIONS = ("economy", "moderation", "admin", "xp_admin")  # modules beside bo
 EMBED_COLOUR = discord.Colour.blurple()
 TIE_RULE = "ties go to the lower user ID (the older Discord account)"
 
+# Invite permissions (https://discord.com/developers/docs/topics/permissions): View Channels, Send Messages,
+# Embed Links, Attach Files and Manage Roles for levels, coins and rewards; Kick and Ban Members on top for moderation.
+LEVELS_PERMISSIONS = 1024 | 2048 | 16384 | 32768 | 268435456
+EVERYTHING_PERMISSIONS = LEVELS_PERMISSIONS | 2 | 4
+
+
+def invite_url(application_id: int, permissions: int) -> str:
+    return f"https://discord.com/oauth2/authorize?client_id={application_id}&scope=bot&permissions={permissions}"
+
+
 PORTAL_INTENTS = (
     "turn on the Message Content and Server Members privileged intents in the Discord Developer Portal "
     "(your application > Bot > Privileged Gateway Intents), then start Tally again"
@@ -62,6 +76,8 @@ class Tally(commands.AutoShardedBot):
     """
 
     def __init__(self, settings: Settings, db: Database) -> None:
+        # Tally never joins a voice channel: discord.py's warnings about voice libraries are noise at every start.
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
         intents = discord.Intents.none()
         intents.guilds = True
         intents.members = True  # names for !level <name> and the leaderboard
@@ -239,6 +255,12 @@ class Tally(commands.AutoShardedBot):
             await self.rewards.align(member, level, server, reason="rejoined: reward roles of their level")
 
     async def on_ready(self) -> None:
+        if not self.guilds and self.application_id is not None:
+            log.info(
+                "Tally is in no server yet: invite it with %s (levels and coins) or %s (with moderation too)",
+                invite_url(self.application_id, LEVELS_PERMISSIONS),
+                invite_url(self.application_id, EVERYTHING_PERMISSIONS),
+            )
         await self._resume_reward_syncs()
         per_shard = {shard_id: 0 for shard_id in self.shards}
         for guild in self.guilds:
@@ -504,6 +526,15 @@ class Leveling(commands.Cog):
         return names
 
     @commands.command()
+    async def invite(self, ctx: commands.Context[Tally]) -> None:
+        """The links that add Tally to a server: levels and coins only, or with moderation too."""
+        application_id = self.bot.application_id
+        await ctx.send(
+            f"Levels, coins and reward roles: <{invite_url(application_id, LEVELS_PERMISSIONS)}>\n"
+            f"Everything, with `kick` and `ban`: <{invite_url(application_id, EVERYTHING_PERMISSIONS)}>"
+        )
+
+    @commands.command()
     @commands.guild_only()
     async def prefix(self, ctx: commands.Context[Tally], *, new: str | None = None) -> None:
         """Show the prefix; `prefix <new>` or `prefix reset` changes it (Manage Server)."""
@@ -644,7 +675,10 @@ async def run(settings: Settings) -> int:
     bot = Tally(settings, db)
     code = 0
     try:
-        await bot.start(settings.token)
+        if await log_in(bot, settings.token, stopping):
+            await bot.connect()  # reconnects by itself after a dropped connection
+        else:
+            log.info("stopped while connecting to Discord")
     except discord.LoginFailure:
         log.error(PORTAL_TOKEN)
         code = EXIT_OWNER_MUST_FIX
@@ -668,6 +702,52 @@ async def run(settings: Settings) -> int:
     if bot.unsaved_at_shutdown and code != EXIT_OWNER_MUST_FIX:
         return EXIT_FAILED  # (a revoked token stays 2: restarting would not help)
     return code
+
+
+LOGIN_TIMEOUT = 30.0  # seconds one try to log in may take (aiohttp would wait 300 on a network that never answers)
+RETRY_DELAYS = (1, 2, 5, 10, 30, 60)  # then every 60 s: a VPS that boots before its network recovers by itself
+
+
+async def log_in(bot: Tally, token: str, stopping: asyncio.Event) -> bool:
+    """Log in to Discord, trying again while it cannot be reached; False when a signal stopped the waiting.
+
+    Each failure is one line naming the cause and when the next try is. A
+    token Discord rejects is not retried (LoginFailure goes to the caller).
+    """
+    for attempt in itertools.count():
+        try:
+            await asyncio.wait_for(bot.login(token), LOGIN_TIMEOUT)
+            return True
+        except discord.LoginFailure:
+            raise
+        except (OSError, TimeoutError, aiohttp.ClientError, discord.DiscordServerError) as exc:
+            if stopping.is_set():  # a signal closed the connection under the try
+                return False
+            cause = unreachable(exc)
+        await bot.http.close()  # its connector closes with it: the next try makes a new one, and a new session
+        bot.http.connector = discord.utils.MISSING
+        delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
+        log.warning("cannot reach Discord (%s); trying again in %d s", cause, delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), delay)
+        if stopping.is_set():
+            return False
+    raise AssertionError("unreachable")
+
+
+def unreachable(exc: BaseException) -> str:
+    """Why Discord could not be reached, in a few words for the owner."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {LOGIN_TIMEOUT:.0f} s"
+    if isinstance(exc, discord.DiscordServerError):
+        return f"Discord answered {exc.status}: its side is failing"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "its name does not resolve: no DNS, or no network yet"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+        return "the TLS handshake failed: check the clock and any proxy in between"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"the connection failed: {exc.os_error.strerror or exc.os_error}"
+    return f"{type(exc).__name__}: {exc}"[:200]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -764,9 +844,13 @@ def _at_least_one(text: str) -> int:
     return int(text)
 
 
+VERSION = "0.1.0"  # as pyproject.toml says
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    load_dotenv(Path.cwd() / ".env")
+    env_file = Path.cwd() / ".env"
+    load_dotenv(env_file)
     if args.command is not None:  # a tool: no bot, no Discord
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         try:
@@ -807,6 +891,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"tally: configuration error: {exc}", file=sys.stderr)
         sys.exit(EXIT_OWNER_MUST_FIX)
     configure_logging(settings)
+    log.info(
+        "Tally %s, discord.py %s, Python %s; settings from %s",
+        VERSION,
+        discord.__version__,
+        platform.python_version(),
+        env_file if env_file.is_file() else f"the environment only (no .env in {env_file.parent})",
+    )
     sys.exit(asyncio.run(run(settings)))
 
 

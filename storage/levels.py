@@ -51,20 +51,24 @@ SELECT guild_id, NULL, user_id, coins, 'level_up', user_id, NULL, seen_at FROM g
 
 # SQLite: one JSON array that SQLite unpacks itself, one statement per table in one
 # transaction. No flush ID: the file answers in this process, so a try's outcome is never lost.
+# (json_extract rather than the ->> operator of SQLite 3.38: Tally runs on SQLite 3.35 and newer.)
 ADD_XP_SQLITE = (
     "INSERT INTO members (guild_id, user_id, xp, name, first_seen) "
-    "SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 FROM json_each($1) WHERE true "
+    "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), "
+    "json_extract(value, '$[3]'), json_extract(value, '$[4]') FROM json_each($1) WHERE true "
     "ON CONFLICT (guild_id, user_id) DO UPDATE SET xp = members.xp + excluded.xp, name = excluded.name"
 )
 PAY_LEVEL_UPS_SQLITE = (
     "INSERT INTO wallets (guild_id, user_id, coins, name) "
-    "SELECT value ->> 0, value ->> 1, value ->> 5, value ->> 3 FROM json_each($1) WHERE value ->> 5 > 0 "
+    "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[5]'), "
+    "json_extract(value, '$[3]') FROM json_each($1) WHERE json_extract(value, '$[5]') > 0 "
     "ON CONFLICT (guild_id, user_id) DO UPDATE SET coins = wallets.coins + excluded.coins, name = excluded.name"
 )
 LEDGER_LEVEL_UPS_SQLITE = (
     "INSERT INTO ledger (guild_id, from_id, to_id, amount, kind, actor_id, reason, created_at) "
-    "SELECT value ->> 0, NULL, value ->> 1, value ->> 5, 'level_up', value ->> 1, NULL, value ->> 4 "
-    "FROM json_each($1) WHERE value ->> 5 > 0"
+    "SELECT json_extract(value, '$[0]'), NULL, json_extract(value, '$[1]'), json_extract(value, '$[5]'), "
+    "'level_up', json_extract(value, '$[1]'), NULL, json_extract(value, '$[4]') "
+    "FROM json_each($1) WHERE json_extract(value, '$[5]') > 0"
 )
 
 NAMES = {

@@ -177,6 +177,9 @@ def _damaged(path: Path, problem: str) -> DatabaseRefused:
     )
 
 
+OLDEST_SQLITE = (3, 35, 0)  # RETURNING; tests/test_db_sqlite.py checks that the SQL needs nothing newer
+
+
 def hold_exclusive(path: Path) -> int:
     """Take the one-process lock on ``path``; returns the lock file's descriptor.
 
@@ -220,7 +223,7 @@ class SQLiteStore:
         self._conn = conn
         self._reader = SQLiteConnection(conn)
         self.path = path
-        self.description = f"SQLite file {path}"
+        self.description = f"SQLite file {Path(path).resolve()}"
         self._write_lock = asyncio.Lock()
         self._lock_fd = lock_fd
 
@@ -243,6 +246,11 @@ class SQLiteStore:
         (the bot opens it so; tools and tests may open a second connection).
         """
         path = Path(path)
+        if sqlite3.sqlite_version_info < OLDEST_SQLITE:
+            raise DatabaseRefused(
+                f"this Python uses SQLite {sqlite3.sqlite_version}; Tally needs SQLite "
+                f"{'.'.join(map(str, OLDEST_SQLITE))} or newer (a newer Python, e.g. from python.org or deadsnakes)"
+            )
         migrations = numbered_scripts(MIGRATIONS_DIR) if migrations is None else migrations
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -993,16 +993,16 @@ class FakeDiscord:
 
     # -- running -------------------------------------------------------------------
 
-    async def start(self) -> str:
-        app = web.Application(
-            client_max_size=2 * UPLOAD_LIMIT
-        )  # a request of files over the limit reaches the route (413 40005)
+    async def start(self, port: int = 0) -> str:
+        """Listen on 127.0.0.1 (``port``: a given one, to come back where a bot looks; 0: any free one)."""
+        # a request with files over the upload limit still reaches the route, which answers 413 40005
+        app = web.Application(client_max_size=2 * UPLOAD_LIMIT)
         app.router.add_get("/gateway/", self._gateway)
         app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
         app.router.add_route("*", "/{tail:.*}", self._unknown)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
@@ -1014,6 +1014,7 @@ class FakeDiscord:
                 await session.socket.ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
+            self._runner = None
 
     async def _notify(self) -> None:
         async with self._changed:

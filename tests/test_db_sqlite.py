@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import re
 import sqlite3
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import pytest
 
 from db import SCHEMA_VERSION, Database, DatabaseRefused, Unsaved, XpGain
 from storage.sqlite import SCHEMA_PATH
+from tests.conftest import ROOT
 
 GUILD = 111111111111111111
 
@@ -237,3 +240,57 @@ async def test_a_second_exclusive_open_of_one_file_is_refused_naming_the_first_p
     await first.close()
     second = await Database.open(path, exclusive=True)  # released at close
     await second.close()
+
+
+# What SQLite added after 3.35 (the oldest Tally supports), as it would appear in SQL text.
+NEWER_THAN_3_35 = {
+    "->": "the -> and ->> operators (3.38)",
+    "unixepoch(": "unixepoch() (3.38)",
+    "right join": "RIGHT JOIN (3.39)",
+    "full join": "FULL JOIN (3.39)",
+    "full outer join": "FULL OUTER JOIN (3.39)",
+    ") strict": "STRICT tables (3.37)",
+    "octet_length(": "octet_length() (3.43)",
+    "concat(": "concat() (3.44)",
+    "concat_ws(": "concat_ws() (3.44)",
+    "timediff(": "timediff() (3.43)",
+    "json_pretty(": "json_pretty() (3.46)",
+    "jsonb": "JSONB (3.45)",
+    "is distinct from": "IS DISTINCT FROM (3.39)",
+}
+SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|PRAGMA|WITH)\b")
+
+
+def sql_texts() -> list[tuple[str, str]]:
+    """Every SQL statement Tally's code and scripts hold: (where, text)."""
+    found = []
+    for path in sorted(ROOT.glob("*.py")) + sorted((ROOT / "storage").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and SQL.search(node.value):
+                found.append((f"{path.name}:{node.lineno}", node.value))
+    for path in [ROOT / "schema.sql", *sorted((ROOT / "migrations" / "sqlite").glob("*.sql"))]:
+        found.append((path.name, path.read_text(encoding="utf-8")))
+    return found
+
+
+def test_the_sql_needs_nothing_newer_than_sqlite_3_35():
+    texts = sql_texts()
+    assert len(texts) > 50  # the scan sees the statements
+    problems = [
+        f"{where}: {feature}"
+        for where, text in texts
+        for token, feature in NEWER_THAN_3_35.items()
+        if token in " ".join(text.lower().split())
+    ]
+    postgres_only = ("postgres.py", "0002_coins_and_cases.sql")  # PostgreSQL's own statements are not SQLite's
+    assert [p for p in problems if not p.startswith(postgres_only)] == []
+
+
+async def test_an_older_sqlite_than_tally_needs_is_refused_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
+    with pytest.raises(
+        DatabaseRefused, match=r"this Python uses SQLite 3\.31\.1; Tally needs SQLite 3\.35\.0 or newer"
+    ):
+        await Database.open(tmp_path / "tally.db")
+    assert not (tmp_path / "tally.db").exists()

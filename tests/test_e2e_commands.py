@@ -291,3 +291,20 @@ async def test_an_unexpected_error_gets_an_apology_and_a_logged_traceback(world,
     assert "Traceback" in bot.log
     post = await world.ask(world.mod, "!prefix ?")  # and the bot carries on
     assert post.content.startswith("Prefix set to `?`")
+
+
+async def test_invite_gives_a_link_for_levels_only_and_one_with_moderation(world, tally):
+    await tally()
+    post = await world.ask(world.alice, "!invite")
+    base = f"https://discord.com/oauth2/authorize?client_id={world.fake.application_id}&scope=bot&permissions="
+    assert post.content == (
+        f"Levels, coins and reward roles: <{base}268487680>\nEverything, with `kick` and `ban`: <{base}268487686>"
+    )
+
+
+async def test_a_bot_in_no_server_yet_logs_its_invite_links(world, tally):
+    world.fake.guilds.clear()
+    bot = await tally()
+    line = await bot.wait_for_log("Tally is in no server yet: invite it with")
+    assert f"client_id={world.fake.application_id}&scope=bot&permissions=268487680" in line
+    assert await bot.stop() == 0

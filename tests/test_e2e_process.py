@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import platform
+import tomllib
+
+import discord
 import pytest
 
+from tests.conftest import ROOT
 from tests.helpers import field
 
 
@@ -93,3 +98,40 @@ async def test_identify_asks_for_exactly_the_intents_tally_needs(world, tally):
     intents = world.fake.identifies[0]["intents"]
     guilds, members, guild_messages, dm_messages, message_content = 1, 1 << 1, 1 << 9, 1 << 12, 1 << 15
     assert intents == guilds | members | guild_messages | dm_messages | message_content
+
+
+async def test_the_start_names_versions_settings_file_and_database_and_no_voice_noise(world, tally, storage, tmp_path):
+    bot = await tally()
+    assert await bot.stop() == 0
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    assert f"tally: Tally {version}, discord.py {discord.__version__}, Python {platform.python_version()}; " in bot.log
+    assert f"settings from the environment only (no .env in {tmp_path})" in bot.log
+    if storage.backend == "sqlite":
+        assert f"using the SQLite file {tmp_path / 'data' / 'tally.db'}" in bot.log
+    assert "voice will NOT be supported" not in bot.log
+    (tmp_path / ".env").write_text("LOG_LEVEL=INFO\n", encoding="utf-8")
+    bot = await tally()
+    assert await bot.stop() == 0
+    assert f"settings from {tmp_path / '.env'}" in bot.log
+
+
+async def test_an_unreachable_discord_is_one_line_then_a_retry_until_it_answers(world, tally):
+    port = int(world.fake.url.rsplit(":", 1)[1])
+    await world.fake.stop()  # a network that is not up yet: connections refused
+    bot = await tally(wait_ready=False)
+    line = await bot.wait_for_log("cannot reach Discord")
+    assert "(the connection failed: " in line and line.rstrip().endswith("trying again in 1 s")
+    await bot.wait_for_log("trying again in 2 s")  # backing off
+    await world.fake.start(port)
+    await world.fake.wait_until_ready(timeout=15)
+    assert "haven't earned any XP" in (await world.ask(world.alice, "!level")).content  # it came back by itself
+    assert await bot.stop() == 0
+    assert "Traceback" not in bot.log
+
+
+async def test_a_signal_while_discord_cannot_be_reached_exits_0_without_a_traceback(world, tally):
+    await world.fake.stop()
+    bot = await tally(wait_ready=False)
+    await bot.wait_for_log("cannot reach Discord")
+    assert await bot.stop() == 0
+    assert "stopped while connecting to Discord" in bot.log and "Traceback" not in bot.log
