@@ -351,6 +351,10 @@ class Tally(commands.AutoShardedBot):
                     ctx.channel, "Discord refused that: I'm missing a permission here, or my role is too low."
                 )
                 return
+            if isinstance(original, discord.DiscordServerError):  # Discord's side failed past discord.py's retries
+                log.warning("command %s: Discord answered %s; nothing more to do", ctx.command, original.status)
+                await safe_send(ctx.channel, "Discord is having trouble right now; try that again in a minute.")
+                return
             if isinstance(original, DatabaseBusy):  # another program holds the database (a backup): nothing was changed
                 log.warning("command %s in guild %s: the database is busy", ctx.command, getattr(ctx.guild, "id", None))
                 await safe_send(
@@ -668,6 +672,8 @@ async def run(settings: Settings) -> int:
         log.error("cannot use the database: %s", exc)
         return EXIT_OWNER_MUST_FIX
     log.info("using the %s", db.description)
+    if not settings.database_url:
+        warn_if_others_can_read(settings.database_path, "it holds every member's data")
     if stopping.is_set():  # a signal while the database was being checked
         await db.close()
         log.info("stopped before connecting to Discord")
@@ -847,7 +853,24 @@ def _at_least_one(text: str) -> int:
 VERSION = "0.1.0"  # as pyproject.toml says
 
 
+def warn_if_others_can_read(path: Path, why: str) -> None:
+    """One warning when other users of the machine may read ``path`` (a missing file: nothing to say)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & 0o077:
+        log.warning(
+            "%s can be read by other users of this machine (mode %s) and %s: chmod 600 %s",
+            path.resolve(),
+            oct(mode & 0o777)[2:],
+            why,
+            path,
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
+    os.umask(0o077)  # what Tally creates (the database, backups, exports) is for its own user alone
     args = parse_args(argv)
     env_file = Path.cwd() / ".env"
     load_dotenv(env_file)
@@ -888,9 +911,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         settings = load_settings()
     except ConfigError as exc:
-        print(f"tally: configuration error: {exc}", file=sys.stderr)
+        lost = not env_file.is_file() and "DISCORD_TOKEN is missing" in str(exc)  # started from another folder?
+        where = f" (there is no .env in {env_file.parent}: start Tally in its own folder)" if lost else ""
+        print(f"tally: configuration error: {exc}{where}", file=sys.stderr)
         sys.exit(EXIT_OWNER_MUST_FIX)
     configure_logging(settings)
+    warn_if_others_can_read(env_file, "it holds the token")
     log.info(
         "Tally %s, discord.py %s, Python %s; settings from %s",
         VERSION,

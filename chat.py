@@ -113,10 +113,33 @@ def _embed_size(data: dict) -> int:
     )
 
 
+def embed_as_text(embed: discord.Embed, content: str | None = None) -> str:
+    """An embed as plain lines, for a channel where Tally may not embed (no Embed Links)."""
+    lines = [content] if content else []
+    if embed.title:
+        lines.append(f"**{embed.title}**")
+    if embed.description:
+        lines.append(embed.description)
+    lines += [f"{field.name}: {field.value}" for field in embed.fields]
+    if embed.footer.text:
+        lines.append(embed.footer.text)
+    return cut("\n".join(lines), MAX_CONTENT)
+
+
+def may_embed(channel: discord.abc.Messageable) -> bool:
+    """Whether Tally may post embeds here (DMs always; a server channel with Embed Links)."""
+    guild = getattr(channel, "guild", None)
+    if guild is None or not hasattr(channel, "permissions_for"):
+        return True
+    return channel.permissions_for(guild.me).embed_links
+
+
 class TallyContext(commands.Context):
-    """A command's context whose replies always fit Discord's limits."""
+    """A command's context whose replies always fit Discord's limits, as text where embeds are not allowed."""
 
     async def send(self, content: str | None = None, *, embed: discord.Embed | None = None, **kwargs):
+        if embed is not None and not may_embed(self.channel):
+            content, embed = embed_as_text(embed, content), None
         if content is not None:
             content = cut(str(content), MAX_CONTENT)
         if embed is not None:
@@ -135,6 +158,8 @@ def log_cannot_post(channel: discord.abc.Messageable) -> None:
 
 async def safe_send(channel: discord.abc.Messageable, content: str | None = None, **kwargs) -> bool:
     """Send, logging (not raising) when Discord refuses. Returns whether it was sent."""
+    if kwargs.get("embed") is not None and not may_embed(channel):
+        content = embed_as_text(kwargs.pop("embed"), content)
     if content is not None:
         content = cut(content, MAX_CONTENT)
     if kwargs.get("embed") is not None:

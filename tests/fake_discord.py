@@ -616,10 +616,11 @@ RATE_LIMIT_BUCKETS = {
     "member_roles": "PUT and DELETE /guilds/{guild_id}/members/{user_id}/roles/{role_id}, "
     "PATCH /guilds/{guild_id}/members/{user_id}",
     "message_edit": "PATCH /channels/{channel_id}/messages/{message_id}",
+    "message_post": "POST /channels/{channel_id}/messages",
     "global": "every REST request",
 }
 # What each bucket counts per (its major parameter): a guild, a channel, or nothing (the whole bot).
-BUCKET_MAJOR = {"member_roles": "guild", "message_edit": "channel", "global": None}
+BUCKET_MAJOR = {"member_roles": "guild", "message_edit": "channel", "message_post": "channel", "global": None}
 RATE_LIMITED_MESSAGE = "You are being rate limited."
 
 
@@ -787,6 +788,7 @@ class FakeDiscord:
         # clock asyncio and discord.py wait on); a test may replace it to move time by hand.
         self.clock = time.monotonic
         self.limits: dict[str, tuple[int, float]] = {}  # bucket -> (requests, per seconds)
+        self._failing: list[list] = []  # [method, path prefix, status, times left]: see fail()
         self._windows: dict[tuple[str, int | None], _Window] = {}
         # Each guild's roles as the gateway was last told of them (GUILD_CREATE, GUILD_ROLE_*), for update_roles()
         self._roles_told: dict[int, dict[int, dict[str, Any]]] = {}
@@ -990,6 +992,18 @@ class FakeDiscord:
             self.limits.pop(bucket, None)
         else:
             self.limits[bucket] = (count, per_seconds)
+
+    def fail(self, method: str, path_prefix: str, status: int, times: int = 1) -> None:
+        """Answer the next ``times`` requests ``method path...`` with ``status`` (a 500 or 502, as Discord's
+        side fails now and then), before any route or limit; Discord's body for such an answer."""
+        self._failing.append([method, path_prefix, status, times])
+
+    def _failure(self, method: str, path: str) -> web.Response | None:
+        for failing in self._failing:
+            if failing[0] == method and path.startswith(failing[1]) and failing[3] > 0:
+                failing[3] -= 1
+                return error_response(failing[2], 0, f"{failing[2]}: Internal Server Error")
+        return None
 
     # -- running -------------------------------------------------------------------
 
@@ -1427,6 +1441,8 @@ class FakeDiscord:
     async def _answer(self, request: web.Request, path: str, body: Any, files: dict[str, bytes]) -> web.Response:
         if request.headers.get("Authorization") != f"Bot {self.token}":
             return error_response(401, 0, "401: Unauthorized")
+        if (failed := self._failure(request.method, path)) is not None:
+            return failed
         refused, headers, counted = self._take_rate_limits(request.method, path)
         if refused is not None:
             return refused
@@ -1447,6 +1463,8 @@ class FakeDiscord:
         parts = path.strip("/").split("/")
         if method == "PATCH" and _is_message_path(parts):
             return "message_edit", int(parts[1])
+        if method == "POST" and len(parts) == 3 and parts[0] == "channels" and parts[2] == "messages":
+            return "message_post", int(parts[1])
         if len(parts) < 4 or parts[0] != "guilds" or parts[2] != "members" or not parts[1].isdigit():
             return None
         if not parts[3].isdigit():  # /members/@me and the like: other routes
@@ -1731,6 +1749,8 @@ class FakeDiscord:
             if not permissions & VIEW_CHANNEL:
                 return error_response(403, 50001, "Missing Access")
             if not permissions & SEND_MESSAGES or (files and not permissions & ATTACH_FILES):
+                return error_response(403, 50013, "Missing Permissions")
+            if body.get("embeds") and not permissions & EMBED_LINKS:  # as Discord answers a bot's embed
                 return error_response(403, 50013, "Missing Permissions")
         elif channel.recipient is not None and channel.recipient.dms_closed:
             return error_response(403, 50007, "Cannot send messages to this user")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.fake_discord import Member
+from tests.fake_discord import EMBED_LINKS, Member, Overwrite
 from tests.helpers import field, seed_xp
 
 
@@ -308,3 +308,18 @@ async def test_a_bot_in_no_server_yet_logs_its_invite_links(world, tally):
     line = await bot.wait_for_log("Tally is in no server yet: invite it with")
     assert f"client_id={world.fake.application_id}&scope=bot&permissions=268487680" in line
     assert await bot.stop() == 0
+
+
+async def test_without_embed_links_cards_and_boards_come_as_plain_text(world, tally, storage):
+    await seed_xp(storage, world.guild.id, [(world.alice.id, 250, "alice"), (world.bob.id, 40, "bob")])
+    plain_only = world.fake.add_channel(
+        world.guild, "no-embeds", [Overwrite(world.fake.bot_user.id, 1, deny=EMBED_LINKS)]
+    )
+    await tally()
+    post = await world.ask(world.alice, "!level", channel=plain_only)
+    assert post.embeds == []
+    assert post.content.startswith("**alice**\nLevel: 3\nRank: #1 of 2\nTotal XP: 250\n")
+    post = await world.ask(world.alice, "!leaderboard", channel=plain_only)
+    assert post.embeds == [] and "**#1** alice · level 3 · 250 XP" in post.content
+    post = await world.ask(world.alice, "!level")  # where it may, Tally still embeds
+    assert post.embeds and post.content == ""

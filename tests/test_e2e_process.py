@@ -26,6 +26,7 @@ async def test_a_missing_token_stops_start_up_with_exit_code_2(world, tally):
     bot = await tally(wait_ready=False, DISCORD_TOKEN=None)
     assert await bot.wait() == 2
     assert "DISCORD_TOKEN is missing" in bot.log
+    assert f"(there is no .env in {bot.folder}: start Tally in its own folder)" in bot.log  # where it looked
 
 
 async def test_settings_are_read_from_dot_env_in_the_working_folder(world, tally, tmp_path):
@@ -135,3 +136,20 @@ async def test_a_signal_while_discord_cannot_be_reached_exits_0_without_a_traceb
     await bot.wait_for_log("cannot reach Discord")
     assert await bot.stop() == 0
     assert "stopped while connecting to Discord" in bot.log and "Traceback" not in bot.log
+
+
+async def test_files_other_users_could_read_are_named_once_and_tallys_own_are_private(world, tally, storage, tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("LOG_LEVEL=INFO\n", encoding="utf-8")
+    env.chmod(0o644)
+    bot = await tally()
+    assert await bot.stop() == 0
+    assert bot.log.count("can be read by other users of this machine (mode 644) and it holds the token") == 1
+    if storage.backend == "sqlite":
+        assert (tmp_path / "data" / "tally.db").stat().st_mode & 0o777 == 0o600  # made by Tally: private
+        assert "it holds every member's data" not in bot.log
+        (tmp_path / "data" / "tally.db").chmod(0o644)
+        env.chmod(0o600)
+        bot = await tally()
+        assert await bot.stop() == 0
+        assert "(mode 644) and it holds every member's data: chmod 600" in bot.log

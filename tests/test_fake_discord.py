@@ -22,6 +22,7 @@ import yarl
 from tests.fake_discord import (
     ADMINISTRATOR,
     ATTACH_FILES,
+    EMBED_LINKS,
     EVERYONE_DEFAULT,
     INTENT_DIRECT_MESSAGES,
     INTENT_GUILD_MEMBERS,
@@ -1503,3 +1504,12 @@ async def test_files_need_attach_files_and_fit_the_upload_limit(world):
     status, _ = await upload(fake, world.general.id, {}, {"fits.bin": b"0" * UPLOAD_LIMIT})
     assert status == 200
     assert [list(post.files) for post in fake.posts] == [[], ["fits.bin"]]
+
+
+async def test_an_embed_needs_embed_links_where_plain_text_does_not(world):
+    fake = world.fake
+    no_embeds = fake.add_channel(world.guild, "no-embeds", [Overwrite(fake.bot_user.id, 1, deny=EMBED_LINKS)])
+    status, answer = await post_message(fake, no_embeds.id, {"embeds": [{"title": "card"}]})
+    assert (status, answer) == (403, {"message": "Missing Permissions", "code": 50013})
+    status, _ = await post_message(fake, no_embeds.id, {"content": "**card**"})
+    assert status == 200 and [post.content for post in fake.posts] == ["**card**"]
