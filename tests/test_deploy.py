@@ -55,3 +55,32 @@ def test_the_bot_installs_pinned_packages_and_no_test_tools_and_the_tests_pin_th
     assert not {"pytest", "pytest-asyncio", "pytest-xdist", "ruff"} & set(run)
     assert {"pytest", "pytest-asyncio", "pytest-xdist", "ruff", "pluggy"} <= set(dev)
     assert {package: dev[package] for package in run} == run
+
+
+def test_the_image_runs_as_its_own_user_keeps_data_in_a_volume_and_holds_no_secrets():
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8").splitlines()
+    assert "USER tally" in dockerfile and "VOLUME /app/data" in dockerfile and "STOPSIGNAL SIGTERM" in dockerfile
+    assert any(line.startswith("FROM python:3.11-slim") for line in dockerfile)
+    ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    assert {".env", "data/", ".git/"} <= set(ignored)
+    compose = (ROOT / "compose.yaml").read_text(encoding="utf-8")
+    assert "env_file: .env" in compose and "tally-data:/app/data" in compose and "stop_grace_period: 60s" in compose
+
+
+def test_the_image_builds_and_runs_where_containers_can():
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("no docker here: the image was not built")
+    info = subprocess.run([docker, "info"], capture_output=True, text=True, check=False, timeout=30)
+    if info.returncode != 0:
+        pytest.skip("docker is installed but no daemon answers: the image was not built")
+    built = subprocess.run(
+        [docker, "build", "-q", "-t", "tally-test", str(ROOT)], capture_output=True, text=True, check=False, timeout=900
+    )
+    if built.returncode != 0 and ("pull" in built.stderr or "registry" in built.stderr):
+        pytest.skip(f"the base image cannot be fetched here: {built.stderr.strip()[-200:]}")
+    assert built.returncode == 0, built.stderr
+    ran = subprocess.run(  # no token: the one-line refusal and exit code 2, as outside a container
+        [docker, "run", "--rm", "tally-test"], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert ran.returncode == 2 and "DISCORD_TOKEN is missing" in ran.stderr
