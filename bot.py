@@ -32,7 +32,7 @@ import export
 import imports
 import levels
 from chat import MAX_CONTENT, YOU, MemberListPending, Page, TallyContext, cut, only_pages, plain, safe_send
-from config import ConfigError, Settings, database_target, load_settings
+from config import ConfigError, Settings, database_target, level_curve, load_settings
 from db import Database, DatabaseBusy, DatabaseRefused, DatabaseUnavailable
 from rewards import RewardSyncs, RoleRewards
 from server_settings import ServerSettings, ServerSettingsCache, SettingRefused, render
@@ -275,6 +275,25 @@ class Tally(commands.AutoShardedBot):
             ", ".join(f"shard {shard_id}: {count} servers" for shard_id, count in sorted(per_shard.items())),
         )
 
+    async def names_of(self, guild: discord.Guild, user_ids: list[int]) -> dict[int, str]:
+        """Current display names, else the last name Tally saw (members who left), else ``user <ID>``."""
+        names: dict[int, str] = {}
+        missing = []
+        for user_id in user_ids:
+            member = guild.get_member(user_id)
+            if member is not None:
+                names[user_id] = member.display_name
+            else:
+                missing.append(user_id)
+        if missing:
+            try:
+                stored = await self.db.names(guild.id, missing)
+            except DatabaseUnavailable:  # the server is away: the board still answers, by ID where need be
+                stored = {}
+            for user_id in missing:
+                names[user_id] = self.xp.pending_name(guild.id, user_id) or stored.get(user_id) or f"user {user_id}"
+        return names
+
     async def every_member(self, guild: discord.Guild, within: float) -> bool:
         """Fill the member cache with the whole member list from the gateway; whether it is complete.
 
@@ -482,7 +501,7 @@ class Leveling(commands.Cog):
             return
         start = (page - 1) * PAGE_SIZE
         rows = board.page(start, PAGE_SIZE) if present is None else present[start : start + PAGE_SIZE]
-        names = await self._names(ctx.guild, [user_id for user_id, _ in rows])
+        names = await self.bot.names_of(ctx.guild, [user_id for user_id, _ in rows])
         curve = self.bot.curve_of(ctx.guild)
         lines = [
             f"**#{start + i:,}** {plain(names[user_id], 40)} · level {curve.level_for(xp):,} · {xp:,} XP"
@@ -509,25 +528,6 @@ class Leveling(commands.Cog):
         if not await self.bot.every_member(guild, within=10):
             raise MemberListPending
         return [(user_id, xp) for user_id, xp in board.page(0, len(board)) if guild.get_member(user_id) is not None]
-
-    async def _names(self, guild: discord.Guild, user_ids: list[int]) -> dict[int, str]:
-        """Current display names, else the last name Tally saw (members who left)."""
-        names: dict[int, str] = {}
-        missing = []
-        for user_id in user_ids:
-            member = guild.get_member(user_id)
-            if member is not None:
-                names[user_id] = member.display_name
-            else:
-                missing.append(user_id)
-        if missing:
-            try:
-                stored = await self.bot.db.names(guild.id, missing)
-            except DatabaseUnavailable:  # the server is away: the board still answers, by ID where need be
-                stored = {}
-            for user_id in missing:
-                names[user_id] = self.bot.xp.pending_name(guild.id, user_id) or stored.get(user_id) or f"user {user_id}"
-        return names
 
     @commands.command()
     async def invite(self, ctx: commands.Context[Tally]) -> None:
@@ -878,6 +878,7 @@ def main(argv: list[str] | None = None) -> None:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         try:
             database_url, database_path = database_target()
+            curve = level_curve() if args.command in ("import", "export") else "linear"  # levels are theirs alone
         except ConfigError as exc:
             print(f"tally: configuration error: {exc}", file=sys.stderr)
             sys.exit(EXIT_OWNER_MUST_FIX)
@@ -888,22 +889,12 @@ def main(argv: list[str] | None = None) -> None:
             if args.apply and args.dry_run:
                 print("tally import: --apply and --dry-run: choose one", file=sys.stderr)
                 sys.exit(EXIT_OWNER_MUST_FIX)
-            curve = os.environ.get("LEVEL_CURVE", "").strip().lower()
-            code = imports.run(
-                target,
-                args.file,
-                args.guild,
-                apply=args.apply,
-                mode=args.mode,
-                by=args.by,
-                include_settings=args.include_settings,
-                default_curve=curve if curve in levels.CURVE_NAMES else "linear",
-                out=sys.stdout,
-                err=sys.stderr,
+            request = imports.Request(
+                args.file, args.guild, args.apply, args.mode, args.by, args.include_settings, curve
             )
-            sys.exit(asyncio.run(code))
+            sys.exit(asyncio.run(imports.run(target, request, sys.stdout, sys.stderr)))
         if args.command == "export":
-            sys.exit(asyncio.run(export.export(target, args.guild, args.format, args.out, sys.stderr)))
+            sys.exit(asyncio.run(export.export(target, args.guild, args.format, args.out, sys.stderr, curve)))
         folder = getattr(args, "to", None) or backup.default_folder(target, database_path)
         if args.command == "backup":
             sys.exit(backup.backup(target, folder, args.keep, sys.stdout, sys.stderr))

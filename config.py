@@ -147,7 +147,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         xp_per_message=_whole_number(env, "XP_PER_MESSAGE", 5, 1, 1000),
         xp_cooldown_seconds=_whole_number(env, "XP_COOLDOWN_SECONDS", 60, 0, 86400),
         xp_flush_seconds=_seconds(env, "XP_FLUSH_SECONDS", 1.0, 0.05, 60.0),
-        level_curve=_choice(env, "LEVEL_CURVE", "linear", CURVE_NAMES),  # type: ignore[arg-type]
+        level_curve=level_curve(env),  # type: ignore[arg-type]
         log_level=_choice(env, "LOG_LEVEL", "INFO", LOG_LEVELS),
         daily_coins=_whole_number(env, "DAILY_COINS", 100, 1, 1_000_000),
         coins_per_level=_whole_number(env, "COINS_PER_LEVEL", 0, 0, 1_000_000),
@@ -157,6 +157,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         shard_count=shard_count,
         shard_ids=shard_ids,
     )
+
+
+def level_curve(env: Mapping[str, str] | None = None) -> str:
+    """LEVEL_CURVE: the level curve of servers that set none (ConfigError for an unknown one)."""
+    return _choice(os.environ if env is None else env, "LEVEL_CURVE", "linear", CURVE_NAMES)
 
 
 def database_target(env: Mapping[str, str] | None = None) -> tuple[str | None, Path]:

@@ -30,6 +30,7 @@ import aiosqlite
 import asyncpg
 
 import levels
+from server_settings import SETTINGS
 from storage import postgres
 from storage.copy import progress_bar
 from storage.sqlite import _numbered
@@ -42,7 +43,7 @@ GUILDS = (
     "UNION SELECT guild_id FROM cases ORDER BY 1"
 )
 COUNT_MEMBERS = "SELECT COUNT(*) FROM members WHERE guild_id = $1"
-SETTINGS = "SELECT name, value FROM guild_settings WHERE guild_id = $1 ORDER BY name"
+GUILD_SETTINGS = "SELECT name, value FROM guild_settings WHERE guild_id = $1 ORDER BY name"
 # Each table a guild at a time, in pages by its key (keyset: no OFFSET scans).
 MEMBERS = (
     "SELECT user_id, xp, name, first_seen FROM members WHERE guild_id = $1 AND user_id > $2 ORDER BY user_id LIMIT $3"
@@ -110,8 +111,12 @@ async def snapshot(target: Path | str) -> AsyncIterator[Snapshot]:
         yield Snapshot("sqlite", fetch_sqlite)
 
 
-async def export(target: Path | str, guild_id: int | None, fmt: str, out: Path | None, err: TextIO) -> int:
+async def export(
+    target: Path | str, guild_id: int | None, fmt: str, out: Path | None, err: TextIO, default_curve: str = "linear"
+) -> int:
     """Write the export; the exit code (0, or 2 with one line on ``err``).
+
+    ``default_curve`` is the owner's LEVEL_CURVE, for servers that set none.
 
     It is written under a temporary name (a file, or a folder for CSV) and
     takes its own only once complete: a failed export leaves nothing that
@@ -129,9 +134,9 @@ async def export(target: Path | str, guild_id: int | None, fmt: str, out: Path |
             partial = out.with_name(f"{out.name}.{os.getpid()}.partial")
             if fmt == "json":
                 with open(partial, "w", encoding="utf-8", newline="\n") as file:
-                    await write_json(db, guilds, file, progress_bar(err))
+                    await write_json(db, guilds, file, progress_bar(err), default_curve)
             else:
-                await write_csv(db, guilds, partial, progress_bar(err))
+                await write_csv(db, guilds, partial, progress_bar(err), default_curve)
             if fmt == "csv" and out.is_dir() and not any(out.iterdir()):
                 out.rmdir()  # an empty folder named as the output may be replaced
             partial.replace(out)
@@ -181,16 +186,16 @@ async def _pages(db: Snapshot, query: str, guild_id: int) -> AsyncIterator[list]
 
 
 async def _settings(db: Snapshot, guild_id: int) -> dict[str, str]:
-    return {row[0]: row[1] for row in await db.fetch(SETTINGS, guild_id)}
+    return {row[0]: row[1] for row in await db.fetch(GUILD_SETTINGS, guild_id)}
 
 
 def _rewards(settings: dict[str, str]) -> list[dict]:
-    rewards = []
-    for item in filter(None, settings.get("rewards", "").split(",")):
-        level, _, role = item.partition(":")
-        if level.isdigit() and role.isdigit():
-            rewards.append({"level": int(level), "role_id": role})
-    return rewards
+    """The stored ``rewards`` setting, read as the bot reads it (unreadable: none, as the bot would have it)."""
+    try:
+        rewards = SETTINGS["rewards"].read(settings.get("rewards", ""))["rewards"]
+    except ValueError:
+        return []
+    return [{"level": level, "role_id": str(role_id)} for level, role_id in rewards]
 
 
 def _member(row, curve: levels.Curve) -> dict:
@@ -235,25 +240,21 @@ async def _case(db: Snapshot, guild_id: int, row) -> dict:
     }
 
 
-def _curve(settings: dict[str, str]) -> levels.Curve:
-    name = settings.get("curve") or _default_curve()
-    return levels.curve(name if name in levels.CURVE_NAMES else "linear")
-
-
-def _default_curve() -> str:
-    raw = os.environ.get("LEVEL_CURVE", "").strip().lower()
-    return raw if raw in levels.CURVE_NAMES else "linear"
+def _curve(settings: dict[str, str], default: str) -> levels.Curve:
+    """The server's level curve: its setting, else the owner's default (LEVEL_CURVE)."""
+    name = settings.get("curve") or default
+    return levels.curve(name if name in levels.CURVE_NAMES else default)
 
 
 # -- JSON ---------------------------------------------------------------------------------
 
 
-async def write_json(db: Snapshot, guilds: list[int], file: TextIO, progress) -> None:
+async def write_json(db: Snapshot, guilds: list[int], file: TextIO, progress, default_curve: str) -> None:
     """The whole document, streamed: one member, wallet, movement or case per line."""
     file.write(f'{{"format": "{FORMAT}", "version": {VERSION}, "guilds": [')
     for n, guild_id in enumerate(guilds):
         settings = await _settings(db, guild_id)
-        curve = _curve(settings)
+        curve = _curve(settings, default_curve)
         head = {
             "guild_id": str(guild_id),
             "curve": curve.name,
@@ -315,7 +316,7 @@ CSV_TABLES = {
 }
 
 
-async def write_csv(db: Snapshot, guilds: list[int], folder: Path, progress) -> None:
+async def write_csv(db: Snapshot, guilds: list[int], folder: Path, progress, default_curve: str) -> None:
     """One file per table in ``folder``, every guild's rows with their guild_id."""
     folder.mkdir(parents=True, exist_ok=True)
     files = {name: open(folder / f"{name}.csv", "w", encoding="utf-8", newline="") for name in CSV_TABLES}  # noqa: SIM115
@@ -325,7 +326,7 @@ async def write_csv(db: Snapshot, guilds: list[int], folder: Path, progress) -> 
             writers[name].writerow(columns)
         for guild_id in guilds:
             settings = await _settings(db, guild_id)
-            curve = _curve(settings)
+            curve = _curve(settings, default_curve)
             for name, value in settings.items():
                 writers["settings"].writerow([guild_id, name, value])
             for reward in _rewards(settings):

@@ -563,36 +563,33 @@ def _distribution(values, curve: levels.Curve) -> list[int]:
     return counts
 
 
-async def run(
-    target: Path | str,
-    path: Path,
-    guild_id: int,
-    *,
-    apply: bool,
-    mode: str,
-    by: str,
-    include_settings: bool,
-    default_curve: str,
-    out: TextIO,
-    err: TextIO,
-) -> int:
+@dataclass(frozen=True)
+class Request:
+    """What ``python bot.py import`` was asked: the file, the server, and the options."""
+
+    path: Path
+    guild_id: int
+    apply: bool = False
+    mode: str = "keep-higher"
+    by: str = "xp"
+    include_settings: bool = False
+    default_curve: str = "linear"  # the owner's LEVEL_CURVE, for a server that set none
+
+
+async def run(target: Path | str, request: Request, out: TextIO, err: TextIO) -> int:
     """``python bot.py import``: the exit code (0 done or shown, 2 refused with one line on ``err``)."""
     held = None
     try:
-        found = await asyncio.to_thread(read, path, guild_id)
-        settings = _settings_from(found, check=include_settings)
-        if apply:
+        found = await asyncio.to_thread(read, request.path, request.guild_id)
+        settings = _settings_from(found, check=request.include_settings)
+        if request.apply:
             held = await _alone(target)
-        elif isinstance(target, Path | str) and not postgres.is_url(str(target)) and not Path(target).exists():
+        elif not postgres.is_url(str(target)) and not Path(target).exists():
             # a dry run never creates a database (a mistyped DATABASE_PATH would leave an empty one behind)
-            return await _import(
-                None, found, settings, guild_id, False, mode, by, include_settings, default_curve, path, out
-            )
+            return await _import(None, found, settings, request, out)
         db = await Database.open(target)
         try:
-            return await _import(
-                db, found, settings, guild_id, apply, mode, by, include_settings, default_curve, path, out
-            )
+            return await _import(db, found, settings, request, out)
         finally:
             await db.close()
     except (ImportRefused, DatabaseRefused) as refused:
@@ -627,21 +624,10 @@ async def _alone(target: Path | str):
     return release
 
 
-async def _import(
-    db: Database | None,
-    found: Found,
-    settings: dict[str, str],
-    guild_id: int,
-    apply: bool,
-    mode: str,
-    by: str,
-    include_settings: bool,
-    default_curve: str,
-    path: Path,
-    out: TextIO,
-) -> int:
+async def _import(db: Database | None, found: Found, settings: dict[str, str], request: Request, out: TextIO) -> int:
+    guild_id, mode, by, include_settings = request.guild_id, request.mode, request.by, request.include_settings
     stored = (await db.stored_settings()).get(guild_id, {}) if db is not None else {}  # None: no database yet
-    curve_name = (settings if include_settings else stored).get("curve") or stored.get("curve") or default_curve
+    curve_name = (settings if include_settings else stored).get("curve") or stored.get("curve") or request.default_curve
     curve = levels.curve(curve_name)
     note = f", {found.note}" if found.note else ""
     print(f"found: {found.kind}{note}: {len(found.members):,} members, for server {guild_id}", file=out)
@@ -678,7 +664,7 @@ async def _import(
             print(f"settings to apply: {shown}", file=out)
         else:
             print(f"settings in the file (applied only with --include-settings): {shown}", file=out)
-    if not apply:
+    if not request.apply:
         print("dry run: nothing was changed. Run it again with --apply to write it.", file=out)
         return 0
     rewards_after = (settings if include_settings else stored).get("rewards") or stored.get("rewards")
@@ -690,7 +676,7 @@ async def _import(
             for user_id, member in found.members.items()
         ],
         new_xp,
-        f"import: {found.kind} ({path.name})",
+        f"import: {found.kind} ({request.path.name})",
         settings=settings if include_settings else None,
         extras=found.extras,
         sync_channel=channel if rewards_after else None,

@@ -193,8 +193,7 @@ class XpTracker:
                 log.exception("could not read XP of guild %s; retrying in %s s", guild_id, delay)
                 await asyncio.sleep(delay)  # a retry timer
                 delay = min(delay * 2, 30.0)
-        # sorting a big guild takes a while: off the event loop
-        board = await asyncio.to_thread(GuildBoard, rows) if len(rows) > 10_000 else GuildBoard(rows)
+        board = await _board_from(rows)
         for user_id, amount in guild.early.items():
             guild.early_base[user_id], _ = board.add(user_id, amount)
         guild.early.clear()
@@ -302,14 +301,14 @@ class XpTracker:
 
     async def change(
         self, guild_id: int, write: Callable[[], Awaitable[list[AuditEntry]]]
-    ) -> dict[int, tuple[int, int]]:
+    ) -> tuple[list[AuditEntry], dict[int, tuple[int, int]]]:
         """Apply an XP change that is not chat (an admin's, an undo) to the database and the board.
 
         Pending chat XP is written first and no flush runs meanwhile, so
         ``write`` (a Database.change_xp or undo_xp) reads every member's true
         XP; each entry's difference then moves the board, which keeps any XP
-        earned during the write. Returns each changed member's total XP
-        (stored and pending) before and after, by user ID.
+        earned during the write. Returns what ``write`` returned, and each
+        changed member's total XP (stored and pending) before and after, by user ID.
         """
         board = await self.board(guild_id)
         async with self._flush_lock:
@@ -331,7 +330,7 @@ class XpTracker:
                 with contextlib.suppress(Exception):
                     await self._reread(guild_id)
                 raise
-            return _move(board, task.result())
+            return task.result(), _move(board, task.result())
 
     async def _reread(self, guild_id: int) -> None:
         """Read a guild's board again from the database, plus what is pending (the flush lock is held)."""
@@ -339,7 +338,7 @@ class XpTracker:
         guild = self._guilds.get(guild_id)
         if guild is None or guild.board is None:
             return
-        board = await asyncio.to_thread(GuildBoard, rows) if len(rows) > 10_000 else GuildBoard(rows)
+        board = await _board_from(rows)
         for user_id, amount in guild.pending.items():  # no flush ran meanwhile: pending is not in the rows
             board.add(user_id, amount)
         guild.board = board
@@ -479,6 +478,11 @@ class XpTracker:
             sum(len(kept.gains) for kept in unsaved),
         )
         return unsaved
+
+
+async def _board_from(rows: list[tuple[int, int]]) -> GuildBoard:
+    """A board of ``rows``; sorting a big guild takes a while, so off the event loop."""
+    return await asyncio.to_thread(GuildBoard, rows) if len(rows) > 10_000 else GuildBoard(rows)
 
 
 def _move(board: GuildBoard, entries: list[AuditEntry]) -> dict[int, tuple[int, int]]:

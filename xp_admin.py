@@ -172,23 +172,21 @@ class XpAdmin(commands.Cog, name="XP"):
     @commands.has_guild_permissions(manage_guild=True)
     async def xp_undo(self, ctx: commands.Context, number: commands.Range[int, 1, 2**62]) -> None:
         """Revert one logged change, if the member has earned no XP since (Manage Server)."""
+
+        async def undo() -> list[AuditEntry]:
+            return [await self.bot.db.undo_xp(ctx.guild.id, number, ctx.author.id)]
+
         try:
-            reverted: list[AuditEntry] = []
-
-            async def undo() -> list[AuditEntry]:
-                reverted.extend(await self.bot.db.undo_xp(ctx.guild.id, number, ctx.author.id))
-                return reverted[1:]
-
-            totals = await self.bot.xp.change(ctx.guild.id, undo)
+            entries, totals = await self.bot.xp.change(ctx.guild.id, undo)
         except CannotUndo as refused:
             await ctx.send(await self._cannot_undo(ctx, number, refused))
             return
-        entry, undo_entry = reverted
-        await self._follow(ctx, [undo_entry], totals)
-        name = await self._name(ctx.guild, entry.user_id)
+        await self._follow(ctx, entries, totals)
+        (undo_entry,) = entries
+        name = await self._name(ctx.guild, undo_entry.user_id)
         await ctx.send(
-            f"Undid #{entry.number}: {plain(name)}'s XP went from {undo_entry.xp_before:,} back to "
-            f"{undo_entry.xp_after:,}{self._levels(ctx, totals[entry.user_id])} (logged as #{undo_entry.number})."
+            f"Undid #{number}: {plain(name)}'s XP went from {undo_entry.xp_before:,} back to "
+            f"{undo_entry.xp_after:,}{self._levels(ctx, totals[undo_entry.user_id])} (logged as #{undo_entry.number})."
         )
 
     @commands.command(name="export")
@@ -211,9 +209,8 @@ class XpAdmin(commands.Cog, name="XP"):
         with tempfile.TemporaryDirectory(prefix="tally-export-") as folder:
             path = Path(folder) / f"tally-export-{ctx.guild.id}.json"
             problems = io.StringIO()
-            if await export.export(
-                settings.database_url or settings.database_path, ctx.guild.id, "json", path, problems
-            ):
+            target = settings.database_url or settings.database_path
+            if await export.export(target, ctx.guild.id, "json", path, problems, settings.level_curve):
                 if "holds nothing" in problems.getvalue():
                     await ctx.send("There is nothing to export for this server yet.")
                     return
@@ -282,15 +279,10 @@ class XpAdmin(commands.Cog, name="XP"):
         self, ctx: commands.Context, kind: str, members: dict[int, str] | None, amount: int, reason: str | None
     ) -> tuple[list[AuditEntry], dict[int, tuple[int, int]]]:
         """Change the XP in the database and on the board; the log entries and each member's totals."""
-        entries: list[AuditEntry] = []
         reason = reason[:500] if reason else None
-
-        async def write() -> list[AuditEntry]:
-            entries.extend(await self.bot.db.change_xp(ctx.guild.id, kind, members, amount, ctx.author.id, reason))
-            return entries
-
-        totals = await self.bot.xp.change(ctx.guild.id, write)
-        return entries, totals
+        return await self.bot.xp.change(
+            ctx.guild.id, lambda: self.bot.db.change_xp(ctx.guild.id, kind, members, amount, ctx.author.id, reason)
+        )
 
     async def _follow(
         self, ctx: commands.Context, entries: list[AuditEntry], totals: dict[int, tuple[int, int]]
@@ -336,12 +328,7 @@ class XpAdmin(commands.Cog, name="XP"):
         return f", level {old:,} → {new:,}" if old != new else f", still level {new:,}"
 
     async def _name(self, guild: discord.Guild, user_id: int) -> str:
-        """The member's display name, else the last name Tally saw, else their ID."""
-        member = guild.get_member(user_id)
-        if member is not None:
-            return member.display_name
-        stored = await self.bot.db.names(guild.id, [user_id])
-        return stored.get(user_id) or f"user {user_id}"
+        return (await self.bot.names_of(guild, [user_id]))[user_id]
 
     async def _cannot_undo(self, ctx: commands.Context, number: int, refused: CannotUndo) -> str:
         entry = refused.entry

@@ -103,17 +103,17 @@ class AuditSQL:
 
         return await self._store.write(change)
 
-    async def undo_xp(self, guild_id: int, number: int, actor_id: int) -> tuple[AuditEntry, AuditEntry]:
+    async def undo_xp(self, guild_id: int, number: int, actor_id: int) -> AuditEntry:
         """Revert change ``number``: the member's XP goes back to what it was before it.
 
         Only while nothing has changed the member's XP since: no later change
         that still stands, and the stored XP is still what the change left
         (pending chat XP written first, as for ``change_xp``). Raises
-        CannotUndo otherwise. Returns the change and the undo's own entry.
+        CannotUndo otherwise. Returns the undo's own entry (``reason``: "undo of #N").
         """
         now = int(time.time())
 
-        async def undo(conn) -> tuple[AuditEntry, AuditEntry]:
+        async def undo(conn) -> AuditEntry:
             following = await _next_number(conn, guild_id)
             row = await conn.fetchrow(ENTRY, guild_id, number)
             if row is None:
@@ -144,7 +144,7 @@ class AuditSQL:
             await conn.execute(
                 "UPDATE xp_audit SET undone_by = $3 WHERE guild_id = $1 AND number = $2", guild_id, number, following
             )
-            return entry._replace(undone_by=following), reverted
+            return reverted
 
         return await self._store.write(undo)
 

@@ -281,7 +281,7 @@ async def test_an_admin_change_merges_with_pending_xp_and_a_write_of_unknown_out
     t = tracker(db, cooldown=0)
     await t.award(GUILD, 1, "alice")  # pending, not yet written
     await t.award(GUILD, 2, "bob")
-    totals = await t.change(GUILD, lambda: db.change_xp(GUILD, "give", {1: "alice"}, 100, 9, None))
+    _, totals = await t.change(GUILD, lambda: db.change_xp(GUILD, "give", {1: "alice"}, 100, 9, None))
     assert totals == {1: (5, 105)}
     assert await db.member_xp(GUILD, 1) == 105  # the pending 5 was written first, then the change
 
@@ -295,6 +295,6 @@ async def test_an_admin_change_merges_with_pending_xp_and_a_write_of_unknown_out
     board = await t.board(GUILD)
     assert (board.xp_of(1), board.xp_of(2)) == (110, 500)  # read again: what is stored, plus what is pending
     assert board.rank_of(2) == 1
-    taken = await t.change(GUILD, lambda: db.change_xp(GUILD, "take", {2: "bob"}, 1000, 9, None))
+    _, taken = await t.change(GUILD, lambda: db.change_xp(GUILD, "take", {2: "bob"}, 1000, 9, None))
     assert taken == {2: (500, 0)}
     assert (await t.board(GUILD)).rank_of(2) is None  # no XP: off the board
