@@ -681,7 +681,7 @@ async def run(settings: Settings) -> int:
     bot = Tally(settings, db)
     code = 0
     try:
-        if await log_in(bot, settings.token, stopping):
+        if await log_in(bot, settings.token, stopping, settings.connect_timeout_seconds):
             await bot.connect()  # reconnects by itself after a dropped connection
         else:
             log.info("stopped while connecting to Discord")
@@ -710,26 +710,27 @@ async def run(settings: Settings) -> int:
     return code
 
 
-LOGIN_TIMEOUT = 30.0  # seconds one try to log in may take (aiohttp would wait 300 on a network that never answers)
 RETRY_DELAYS = (1, 2, 5, 10, 30, 60)  # then every 60 s: a VPS that boots before its network recovers by itself
 
 
-async def log_in(bot: Tally, token: str, stopping: asyncio.Event) -> bool:
+async def log_in(bot: Tally, token: str, stopping: asyncio.Event, timeout: float) -> bool:
     """Log in to Discord, trying again while it cannot be reached; False when a signal stopped the waiting.
 
-    Each failure is one line naming the cause and when the next try is. A
-    token Discord rejects is not retried (LoginFailure goes to the caller).
+    Each try may take ``timeout`` seconds (aiohttp alone would wait 300 on a
+    network that accepts but never answers). Each failure is one line naming
+    the cause and when the next try is. A token Discord rejects is not
+    retried (LoginFailure goes to the caller).
     """
     for attempt in itertools.count():
         try:
-            await asyncio.wait_for(bot.login(token), LOGIN_TIMEOUT)
+            await asyncio.wait_for(bot.login(token), timeout)
             return True
         except discord.LoginFailure:
             raise
         except (OSError, TimeoutError, aiohttp.ClientError, discord.DiscordServerError) as exc:
             if stopping.is_set():  # a signal closed the connection under the try
                 return False
-            cause = unreachable(exc)
+            cause = unreachable(exc, timeout)
         await bot.http.close()  # its connector closes with it: the next try makes a new one, and a new session
         bot.http.connector = discord.utils.MISSING
         delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
@@ -741,10 +742,10 @@ async def log_in(bot: Tally, token: str, stopping: asyncio.Event) -> bool:
     raise AssertionError("unreachable")
 
 
-def unreachable(exc: BaseException) -> str:
+def unreachable(exc: BaseException, timeout: float) -> str:
     """Why Discord could not be reached, in a few words for the owner."""
     if isinstance(exc, TimeoutError):
-        return f"no answer within {LOGIN_TIMEOUT:.0f} s"
+        return f"no answer within {timeout:g} s"
     if isinstance(exc, discord.DiscordServerError):
         return f"Discord answered {exc.status}: its side is failing"
     if isinstance(exc, aiohttp.ClientConnectorDNSError):

@@ -38,6 +38,7 @@ class Settings:
     daily_coins: int = 100
     coins_per_level: int = 0
     shutdown_save_seconds: float = 30.0
+    connect_timeout_seconds: float = 30.0  # one try to reach Discord; then the next, after a pause
     database_url: str | None = None  # PostgreSQL; wins over database_path when set
     shard_count: int | None = None  # None: one process, Discord's recommended count
     shard_ids: tuple[int, ...] | None = None  # the shards this process runs (None: all of them)
@@ -152,6 +153,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         daily_coins=_whole_number(env, "DAILY_COINS", 100, 1, 1_000_000),
         coins_per_level=_whole_number(env, "COINS_PER_LEVEL", 0, 0, 1_000_000),
         shutdown_save_seconds=_seconds(env, "SHUTDOWN_SAVE_SECONDS", 30.0, 1.0, 600.0),
+        connect_timeout_seconds=_seconds(env, "CONNECT_TIMEOUT_SECONDS", 30.0, 1.0, 30.0),
         database_url=database_url,
         database_path_given=bool(env.get("DATABASE_PATH", "").strip()),
         shard_count=shard_count,

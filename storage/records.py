@@ -14,7 +14,7 @@ class DatabaseRefused(Exception):
 
 
 class DatabaseUnavailable(Exception):
-    """The database could not be reached (a PostgreSQL server that is down or restarting).
+    """The database could not be reached (a PostgreSQL server that is down or restarting) or written (a full disk).
 
     Whatever asked may try again later; chat keeps earning XP in memory meanwhile.
     """

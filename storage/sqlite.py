@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from storage.records import ConstraintViolated, DatabaseBusy, DatabaseRefused
+from storage.records import ConstraintViolated, DatabaseBusy, DatabaseRefused, DatabaseUnavailable
 from storage.schema import (
     SchemaReport,
     numbered_scripts,
@@ -323,8 +323,13 @@ class SQLiteStore:
             try:
                 yield self._reader
                 await self._conn.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 await self._roll_back()
+                if isinstance(exc, sqlite3.OperationalError) and _disk_refused(exc):
+                    # expected on a full disk: nothing was changed, and the caller may try again later
+                    raise DatabaseUnavailable(
+                        f"{self.description} could not be written: {exc}; is the disk full?"
+                    ) from exc
                 raise
 
     async def _roll_back(self) -> None:
@@ -387,7 +392,7 @@ async def _prepare(
     await conn.execute("PRAGMA foreign_keys = ON")
 
     if version == 0:
-        log.info("creating a new database at %s (schema version %s)", path, schema_version)
+        log.info("creating a new database at %s (schema version %s)", path.resolve(), schema_version)
         await _run_script(conn, schema_sql)
     elif version < schema_version:
         backup = await _backup(conn, path, version)
@@ -408,6 +413,11 @@ async def _prepare(
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     """Whether SQLite gave up waiting for another connection's lock ("database is locked")."""
     return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _disk_refused(exc: sqlite3.OperationalError) -> bool:
+    """Whether the disk refused a write: full (SQLITE_FULL), or a file size limit or a failing disk (SQLITE_IOERR)."""
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
 
 
 def _refusal(path: Path, exc: sqlite3.OperationalError) -> DatabaseRefused | None:

@@ -53,6 +53,12 @@ What it speaks
   ``X-RateLimit-Scope``), and under it the
   ``X-RateLimit-*`` headers discord.py reads to wait before it is refused.
   Every answer carries ``Via: 1.1 google``, as Discord's do.
+  Faults: :meth:`FakeDiscord.fail` answers a route with a 5xx, :meth:`FakeDiscord.hang`
+  never answers it, :meth:`FakeDiscord.drop_connection` cuts every gateway socket
+  (the client RESUMEs), :meth:`FakeDiscord.invalidate_sessions` ends every session
+  with INVALID_SESSION (the client IDENTIFYs anew; what was said meanwhile is lost,
+  as on Discord), and :meth:`FakeDiscord.stop` then ``start(port)`` is Discord away
+  and back.
   World changes made in Discord by others: :meth:`FakeDiscord.member_join`
   (GUILD_MEMBER_ADD), :meth:`FakeDiscord.member_leave` (GUILD_MEMBER_REMOVE),
   :meth:`FakeDiscord.update_member` (GUILD_MEMBER_UPDATE),
@@ -789,6 +795,9 @@ class FakeDiscord:
         self.clock = time.monotonic
         self.limits: dict[str, tuple[int, float]] = {}  # bucket -> (requests, per seconds)
         self._failing: list[list] = []  # [method, path prefix, status, times left]: see fail()
+        self._hanging: list[list] = []  # [method, path prefix, times left]: see hang()
+        self._stopping = asyncio.Event()  # set by stop(): hung requests end
+        self.hung = 0  # requests hang() held without an answer
         self._windows: dict[tuple[str, int | None], _Window] = {}
         # Each guild's roles as the gateway was last told of them (GUILD_CREATE, GUILD_ROLE_*), for update_roles()
         self._roles_told: dict[int, dict[int, dict[str, Any]]] = {}
@@ -998,6 +1007,20 @@ class FakeDiscord:
         side fails now and then), before any route or limit; Discord's body for such an answer."""
         self._failing.append([method, path_prefix, status, times])
 
+    def hang(self, method: str, path_prefix: str, times: int = 1) -> None:
+        """Accept the next ``times`` requests ``method path...`` and never answer them, as a network
+        that lets connections in but never carries an answer back (until the fake stops)."""
+        self._hanging.append([method, path_prefix, times])
+
+    async def _hang_if_asked(self, method: str, path: str) -> None:
+        for hanging in self._hanging:
+            if hanging[0] == method and path.startswith(hanging[1]) and hanging[2] > 0:
+                hanging[2] -= 1
+                self.hung += 1
+                await self._notify()
+                await self._stopping.wait()
+                return
+
     def _failure(self, method: str, path: str) -> web.Response | None:
         for failing in self._failing:
             if failing[0] == method and path.startswith(failing[1]) and failing[3] > 0:
@@ -1014,6 +1037,7 @@ class FakeDiscord:
         app.router.add_get("/gateway/", self._gateway)
         app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
         app.router.add_route("*", "/{tail:.*}", self._unknown)
+        self._stopping.clear()
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port)
@@ -1023,6 +1047,7 @@ class FakeDiscord:
         return self.url
 
     async def stop(self) -> None:
+        self._stopping.set()
         for session in self.sessions.values():
             if session.socket is not None:
                 await session.socket.ws.close()
@@ -1329,6 +1354,22 @@ class FakeDiscord:
                 await socket.ws.close(code=4004, message=b"Authentication failed.")
         await self._notify()
 
+    async def invalidate_sessions(self, resumable: bool = False) -> None:
+        """Send INVALID_SESSION on every live socket, as Discord does when it ends a session.
+
+        With ``resumable`` False the session is forgotten: a RESUME is refused
+        and the client must IDENTIFY again, getting READY and GUILD_CREATE anew.
+        Discord leaves it to the client to close the socket.
+        """
+        for session_id, session in list(self.sessions.items()):
+            if session.socket is None or session.socket.ws.closed:
+                continue
+            if not resumable:
+                del self.sessions[session_id]
+            await session.socket.send({"op": OP_INVALID_SESSION, "d": resumable, "s": None, "t": None})
+            session.socket = None  # nothing more is sent on it
+        await self._notify()
+
     async def drop_connection(self, code: int = 4000) -> None:
         """Close every live socket (each shard's) as a network blip would; the bot should RESUME."""
         for session in self.sessions.values():
@@ -1441,6 +1482,7 @@ class FakeDiscord:
     async def _answer(self, request: web.Request, path: str, body: Any, files: dict[str, bytes]) -> web.Response:
         if request.headers.get("Authorization") != f"Bot {self.token}":
             return error_response(401, 0, "401: Unauthorized")
+        await self._hang_if_asked(request.method, path)
         if (failed := self._failure(request.method, path)) is not None:
             return failed
         refused, headers, counted = self._take_rate_limits(request.method, path)

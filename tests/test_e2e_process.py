@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import signal
 import tomllib
 
 import discord
@@ -126,6 +127,38 @@ async def test_an_unreachable_discord_is_one_line_then_a_retry_until_it_answers(
     await world.fake.start(port)
     await world.fake.wait_until_ready(timeout=15)
     assert "haven't earned any XP" in (await world.ask(world.alice, "!level")).content  # it came back by itself
+    assert await bot.stop() == 0
+    assert "Traceback" not in bot.log
+
+
+async def test_a_network_that_accepts_but_never_answers_is_given_up_on_and_tried_again(world, tally):
+    world.fake.hang("GET", "/users/@me")  # the connection is let in; no answer ever comes back
+    bot = await tally(wait_ready=False, CONNECT_TIMEOUT_SECONDS="1")
+    line = await bot.wait_for_log("cannot reach Discord")
+    assert line.rstrip().endswith("cannot reach Discord (no answer within 1 s); trying again in 1 s")
+    await world.fake.wait_until_ready(timeout=15)
+    assert world.fake.hung == 1
+    assert "haven't earned any XP" in (await world.ask(world.alice, "!level")).content
+    assert await bot.stop() == 0
+    assert "Traceback" not in bot.log
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+async def test_a_signal_while_login_waits_on_a_silent_network_exits_0_without_a_traceback(world, tally, signal_name):
+    world.fake.hang("GET", "/users/@me")
+    bot = await tally(wait_ready=False)  # the default 30 s for one try: the signal comes first
+    await world.fake.wait_for(lambda: world.fake.hung == 1, 20, "the login to be under way")
+    assert await bot.stop(getattr(signal, signal_name)) == 0
+    assert "stopped while connecting to Discord" in bot.log and "Traceback" not in bot.log
+
+
+async def test_discords_5xx_during_login_is_one_line_then_a_retry(world, tally):
+    world.fake.fail("GET", "/users/@me", 503)  # discord.py retries 500, 502 and 504 itself; 503 comes to Tally
+    bot = await tally(wait_ready=False)
+    line = await bot.wait_for_log("cannot reach Discord")
+    assert line.rstrip().endswith("(Discord answered 503: its side is failing); trying again in 1 s")
+    await world.fake.wait_until_ready(timeout=15)
+    assert "haven't earned any XP" in (await world.ask(world.alice, "!level")).content
     assert await bot.stop() == 0
     assert "Traceback" not in bot.log
 
