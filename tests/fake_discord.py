@@ -793,7 +793,7 @@ class FakeDiscord:
         # Rate limits: see limit(). clock() is the time they are counted in (time.monotonic, the
         # clock asyncio and discord.py wait on); a test may replace it to move time by hand.
         self.clock = time.monotonic
-        self.limits: dict[str, tuple[int, float]] = {}  # bucket -> (requests, per seconds)
+        self.limits: dict[str, tuple[int, float, str]] = {}  # bucket -> (requests, per seconds, scope)
         self._failing: list[list] = []  # [method, path prefix, status, times left]: see fail()
         self._hanging: list[list] = []  # [method, path prefix, times left]: see hang()
         self._stopping = asyncio.Event()  # set by stop(): hung requests end
@@ -982,7 +982,7 @@ class FakeDiscord:
 
     # -- rate limits -------------------------------------------------------------------
 
-    def limit(self, bucket: str, count: int | None, per_seconds: float = 1.0) -> None:
+    def limit(self, bucket: str, count: int | None, per_seconds: float = 1.0, scope: str = "user") -> None:
         """Let ``count`` requests through per ``per_seconds`` in ``bucket`` (None lifts the limit).
 
         ``bucket`` is a key of :data:`RATE_LIMIT_BUCKETS`: "member_roles" counts per guild and
@@ -991,7 +991,9 @@ class FakeDiscord:
         A window opens at the first request and lasts ``per_seconds``. Over the limit the fake answers
         429 with Discord's body and headers; under it, a route bucket's answers carry the
         ``X-RateLimit-*`` headers, ``Remaining`` counting down, so a client can wait before it is
-        refused. Every 429 is kept in ``rate_limited`` and every counted request in ``bucket_requests``.
+        refused. ``scope`` "shared" plays a per-resource limit (a busy channel's): no headers under
+        it, so the first the client learns of it is a 429 with ``X-RateLimit-Scope: shared``.
+        Every 429 is kept in ``rate_limited`` and every counted request in ``bucket_requests``.
         """
         if bucket not in RATE_LIMIT_BUCKETS:
             raise ValueError(f"unknown bucket {bucket!r}; the fake limits {sorted(RATE_LIMIT_BUCKETS)}")
@@ -1000,7 +1002,7 @@ class FakeDiscord:
         if count is None:
             self.limits.pop(bucket, None)
         else:
-            self.limits[bucket] = (count, per_seconds)
+            self.limits[bucket] = (count, per_seconds, scope)
 
     def fail(self, method: str, path_prefix: str, status: int, times: int = 1) -> None:
         """Answer the next ``times`` requests ``method path...`` with ``status`` (a 500 or 502, as Discord's
@@ -1539,7 +1541,7 @@ class FakeDiscord:
     def _take(
         self, bucket: str, major: int | None, method: str, path: str, counted: list[BucketRequest]
     ) -> tuple[web.Response | None, dict[str, str]]:
-        count, per_seconds = self.limits[bucket]
+        count, per_seconds, scope = self.limits[bucket]
         now = self.clock()
         window = self._windows.get((bucket, major))
         if window is None or now >= window.reset_at:
@@ -1550,7 +1552,7 @@ class FakeDiscord:
         reset_after = _ms_ceil(window.reset_at - now)
         if window.remaining > 0:
             window.remaining -= 1
-            if bucket == "global":  # Discord shows the global limit only on its 429s
+            if bucket == "global" or scope == "shared":  # Discord shows these limits only on their 429s
                 return None, {}
             return None, self._rate_limit_headers(bucket, count, window.remaining, reset_after)
         window.limited_until = window.reset_at
@@ -1562,7 +1564,7 @@ class FakeDiscord:
             response.headers.update({"X-RateLimit-Global": "true", "X-RateLimit-Scope": "global"})
         else:
             response.headers.update(self._rate_limit_headers(bucket, count, 0, reset_after))
-            response.headers["X-RateLimit-Scope"] = "user"
+            response.headers["X-RateLimit-Scope"] = scope
         return response, {}
 
     def _rate_limit_headers(self, bucket: str, count: int, remaining: int, reset_after: float) -> dict[str, str]:

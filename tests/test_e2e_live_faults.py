@@ -10,15 +10,30 @@ import pytest
 from tests.helpers import field
 
 
-async def test_replies_past_discords_rate_limit_arrive_late_and_none_is_lost(world, tally):
+@pytest.mark.parametrize("scope", ["user", "shared"])
+async def test_replies_past_discords_rate_limit_arrive_late_and_none_is_lost(world, tally, scope):
     fake = world.fake
     await tally()
-    fake.limit("message_post", 2, 1.0)  # two posts a second in a channel
+    fake.limit("message_post", 2, 1.0, scope)  # two posts a second in a channel
     for _ in range(6):
         await world.say(world.alice, "!prefix")
     await fake.wait_for(lambda: len(fake.posts) >= 6, 20, "six replies")
     assert [post.content.startswith("My prefix here is `!`") for post in fake.posts] == [True] * 6
+    if scope == "shared":  # no headers warned of it: Discord's 429 and its retry_after did
+        assert fake.rate_limited and fake.rate_limited[0].bucket == "message_post"
     assert not any(request.early for request in fake.bucket_requests)  # each 429's retry_after honoured
+
+
+async def test_replies_past_discords_global_rate_limit_arrive_late_and_none_is_lost(world, tally):
+    fake = world.fake
+    await tally()
+    fake.limit("global", 2, 1.0)  # two requests a second from the whole bot, whatever the route
+    for _ in range(5):
+        await world.say(world.alice, "!prefix")
+    await fake.wait_for(lambda: len(fake.posts) >= 5, 20, "five replies")
+    assert [post.content.startswith("My prefix here is `!`") for post in fake.posts] == [True] * 5
+    assert any(hit.is_global for hit in fake.rate_limited)  # Discord said so at least once ...
+    assert not any(request.early for request in fake.bucket_requests)  # ... and Tally waited as told
 
 
 async def test_a_level_up_announcement_past_the_rate_limit_still_arrives(world, tally, storage):

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import platform
 import signal
+import ssl
 import tomllib
 
+import aiohttp
 import discord
 import pytest
+from aiohttp.client_reqrep import ConnectionKey
 
+from bot import unreachable
 from tests.conftest import ROOT
 from tests.helpers import field
 
@@ -129,6 +133,17 @@ async def test_an_unreachable_discord_is_one_line_then_a_retry_until_it_answers(
     assert "haven't earned any XP" in (await world.ask(world.alice, "!level")).content  # it came back by itself
     assert await bot.stop() == 0
     assert "Traceback" not in bot.log
+
+
+def test_each_way_of_not_reaching_discord_is_named_in_a_few_words():
+    key = ConnectionKey("discord.com", 443, True, True, None, None, None)
+    no_dns = aiohttp.ClientConnectorDNSError(key, OSError(-3, "Temporary failure in name resolution"))
+    bad_tls = aiohttp.ClientConnectorCertificateError(key, ssl.SSLCertVerificationError("certificate verify failed"))
+    refused = aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "Connection refused"))
+    assert unreachable(no_dns, 30) == "its name does not resolve: no DNS, or no network yet"
+    assert unreachable(bad_tls, 30) == "the TLS handshake failed: check the clock and any proxy in between"
+    assert unreachable(refused, 30) == "the connection failed: Connection refused"
+    assert unreachable(TimeoutError(), 30) == "no answer within 30 s"
 
 
 async def test_a_network_that_accepts_but_never_answers_is_given_up_on_and_tried_again(world, tally):

@@ -988,6 +988,18 @@ async def test_routes_outside_a_limited_bucket_carry_no_rate_limit_headers_and_l
         fake.limit("messages", 1, 1)
 
 
+async def test_a_shared_limit_shows_no_headers_until_its_429_says_shared(world, roles):
+    fake = world.fake
+    fake.clock = Clock()
+    fake.limit("member_roles", 1, 5, "shared")
+    path = role_path(world.guild.id, world.alice.id, roles.low.id)
+    status, _, headers = await rest(fake, "PUT", path)
+    assert status == 204 and rate_limit_headers(headers) == {}  # nothing to wait on in advance
+    status, answer, headers = await rest(fake, "PUT", path)
+    assert (status, answer["retry_after"], answer["global"]) == (429, 5.0, False)
+    assert headers["X-RateLimit-Scope"] == "shared" and headers["Retry-After"] == "5"
+
+
 async def test_the_global_limit_answers_429_global_on_any_route(world):
     fake = world.fake
     fake.clock = Clock()
