@@ -11,9 +11,9 @@ Coins earned by a level-up travel with the XP that earned them: they are
 queued with the member's pending gain and written in the same transaction,
 so they are exactly as durable as that XP, also while the database is busy.
 
-Each guild's board holds every member's total XP (stored plus pending) in a
-``SortedList`` keyed by leaderboard order, so a rank or a leaderboard page is
-an O(log n) lookup instead of a COUNT over the table.
+Each guild's board (``board.py``) holds every member's total XP (stored plus
+pending) by user ID and in leaderboard order, so a rank or a leaderboard page
+is a bisection instead of a COUNT over the table.
 
 Memory is bounded by activity, not by history:
   * a cooldown is forgotten once it has ended (pruned at every flush tick),
@@ -32,10 +32,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
-from sortedcontainers import SortedList
-
+from board import GuildBoard
 from db import Database
 from storage.levels import new_flush_id
 from storage.records import AuditEntry, CannotUndo, DatabaseUnavailable, Unsaved, XpGain
@@ -44,61 +43,6 @@ log = logging.getLogger(__name__)
 
 # One guild's detached share of a flush: guild ID, pending XP, names, level-up coins.
 _Batch = tuple[int, dict[int, int], dict[int, str], dict[int, int]]
-
-_USER_BITS = 64  # snowflakes fit in 64 bits
-_USER_MASK = (1 << _USER_BITS) - 1
-
-
-def _order_key(xp: int, user_id: int) -> int:
-    """One int that sorts by XP descending, then user ID ascending (the tie rule)."""
-    return (-xp << _USER_BITS) + user_id
-
-
-def _from_key(key: int) -> tuple[int, int]:
-    return key & _USER_MASK, -(key >> _USER_BITS)
-
-
-class GuildBoard:
-    """Every member's XP in one guild, kept in leaderboard order."""
-
-    __slots__ = ("_xp", "_order")
-
-    def __init__(self, rows: Iterable[tuple[int, int]] = ()) -> None:
-        self._xp: dict[int, int] = dict(rows)
-        self._order = SortedList(_order_key(xp, user_id) for user_id, xp in self._xp.items())
-
-    def __len__(self) -> int:
-        return len(self._xp)
-
-    def xp_of(self, user_id: int) -> int:
-        return self._xp.get(user_id, 0)
-
-    def add(self, user_id: int, amount: int) -> tuple[int, int]:
-        """Add ``amount`` XP (an admin's change may be negative); return the member's XP before and after.
-
-        A member left with no XP leaves the board (as after a reset).
-        """
-        before = self._xp.get(user_id)
-        if before is not None:
-            self._order.remove(_order_key(before, user_id))
-        after = (before or 0) + amount
-        if after:
-            self._xp[user_id] = after
-            self._order.add(_order_key(after, user_id))
-        elif before is not None:
-            del self._xp[user_id]
-        return before or 0, after
-
-    def rank_of(self, user_id: int) -> int | None:
-        """1-based rank, or None for a member without XP."""
-        xp = self._xp.get(user_id)
-        if xp is None:
-            return None
-        return self._order.index(_order_key(xp, user_id)) + 1
-
-    def page(self, start: int, count: int) -> list[tuple[int, int]]:
-        """``(user_id, xp)`` for ranks ``start + 1`` to ``start + count``."""
-        return [_from_key(key) for key in self._order.islice(start, start + count)]
 
 
 class _Guild:
@@ -122,6 +66,9 @@ class _Guild:
         self.last_used = now
 
     def prune(self, now: float) -> int:
+        """Forget ended cooldowns and settle the board (bounding what it holds written behind)."""
+        if self.board is not None:
+            self.board.settle()
         ended = []
         for user_id, until in self.cooldowns.items():
             if until > now:

@@ -12,7 +12,10 @@ prints p50 and p99 on each backend of:
   * one flush of 1,000 and of 10,000 pending members (``XpTracker.flush``,
     the write-behind flush the bot runs every second);
   * one coin transfer (``Database.transfer``) between two random members that
-    hold coins.
+    hold coins;
+  * the memory one guild's board holds, in bytes a member: what ``tracemalloc``
+    traces once it is built, and the process's resident growth while building
+    it (target: 60 bytes a member).
 
 Every sample is taken on each backend back to back (the order alternating),
 so both columns see the same load on a shared machine. At the end a summary
@@ -39,13 +42,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import inspect
 import os
 import platform
 import random
+import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +70,7 @@ GUILD = 123456789012345678
 PAGE_SIZE = 10
 COIN_HOLDERS = 10_000  # members with a wallet (1,000 coins each), between whom the transfers run
 FLUSH_TARGET = 0.100  # seconds, a 10,000-member flush on PostgreSQL
+MEMORY_TARGET = 60  # bytes a member on a board
 
 
 def percentiles(samples: list[float]) -> str:
@@ -97,6 +104,57 @@ async def alternating(figures: dict[str, Callable], repeat: int) -> dict[str, li
 
 def show(label: str, backends: list[Backend], samples: dict[str, list[float]]) -> None:
     print(f"  {label:<28}" + "     ".join(f"{percentiles(samples[b.label])}" for b in backends), flush=True)
+
+
+# -- memory ------------------------------------------------------------------------------
+
+
+def resident_bytes() -> int:
+    """The process's resident memory now (Linux)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def board_memory(rows: list[tuple[int, int]]) -> tuple[float, float]:
+    """Bytes a member one guild's board holds, as tracemalloc traces them; and the seconds building it took."""
+    gc.collect()
+    start = time.perf_counter()
+    board = GuildBoard(rows)
+    built = time.perf_counter() - start
+    del board
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    board = GuildBoard(rows)
+    gc.collect()
+    held = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    assert len(board) == len(rows)  # (and the board lived until it was measured)
+    return held / len(rows), built
+
+
+def resident_growth(members: int) -> float:
+    """Bytes a member the process's resident memory grows by while a board is built from rows it holds.
+
+    Measured in a fresh process of its own (``--resident``): in this one, memory
+    freed by the filling would be reused and hide the growth.
+    """
+    answer = subprocess.run(
+        [sys.executable, __file__, "--resident", str(members)], capture_output=True, text=True, check=True
+    )
+    return float(answer.stdout)
+
+
+def print_resident_growth(members: int) -> None:
+    rng = random.Random(members)  # the XP as member_rows() draws it, without its other fields
+    rows = [(u, 5 * max(1, int(rng.paretovariate(1.2)))) for u in rng.sample(range(10**17, 10**18), members)]
+    gc.collect()
+    before = resident_bytes()
+    board = GuildBoard(rows)
+    gc.collect()
+    growth = resident_bytes() - before
+    assert len(board) == members
+    print(growth / members)
 
 
 # -- filling and checking -----------------------------------------------------------------
@@ -189,6 +247,14 @@ async def measure_on(backends: list[Backend], members: int, args: argparse.Names
         backend.board = await backend.tracker.board(GUILD)
         loaded.append(f"{backend.label} {time.perf_counter() - start:.2f} s")
     print(f"\n{members:,} members in one guild (stored in {', '.join(stored)}; board read in {', '.join(loaded)})")
+    traced, built = board_memory([(row.user_id, row.xp) for row in rows])
+    resident = resident_growth(members)
+    verdict = "met" if max(traced, resident) <= MEMORY_TARGET else "NOT met"
+    print(
+        f"  board memory: {traced:.1f} bytes a member held (tracemalloc), {resident:.1f} bytes a member of "
+        f"resident growth (a process of its own); built from rows in {built:.2f} s   "
+        f"(target <= {MEMORY_TARGET} bytes: {verdict})"
+    )
     print(f"  {'':<28}" + "     ".join(f"{b.label:<43}" for b in backends).rstrip())
 
     linear = curve("linear")
@@ -295,7 +361,11 @@ async def main() -> None:
     parser.add_argument("--repeat", type=int, default=1000, help="samples per figure (flushes: a hundredth, min 5)")
     parser.add_argument("--transfers", type=int, default=500, help="transfers timed per guild size")
     parser.add_argument("--quick", action="store_true", help="10,000 and 100,000 members only")
+    parser.add_argument("--resident", type=int, help=argparse.SUPPRESS)  # resident_growth()'s own process
     args = parser.parse_args()
+    if args.resident:
+        print_resident_growth(args.resident)
+        return
     print(
         f"Python {platform.python_version()}, {platform.machine()}, {platform.system()}; {args.repeat} samples a figure"
     )

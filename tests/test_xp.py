@@ -7,6 +7,7 @@ import sqlite3
 
 import pytest
 
+import board as board_module
 from db import Database, DatabaseBusy
 from xp import GuildBoard, XpTracker
 
@@ -218,6 +219,31 @@ async def test_a_guild_with_pending_xp_or_live_cooldowns_is_never_dropped(db):
     t.prune()
     assert t.guilds_in_memory == 1
     assert await t.award(GUILD, 1, "m") is None
+
+
+@pytest.mark.parametrize("chunk", [3, 2048])
+def test_board_agrees_with_a_plain_sort_through_splits_removals_and_reads_between_changes(monkeypatch, chunk):
+    import random
+
+    monkeypatch.setattr(board_module, "CHUNK", chunk)  # 3: chunks split and empty all the time
+    rng = random.Random(11)
+    start = {user: rng.randrange(1, 60) for user in range(1, 200, 2)}
+    board = GuildBoard(start.items())
+    xp = dict(start)
+    for step in range(4000):
+        user = rng.randrange(1, 260)
+        amount = rng.choice([5, 5, 10, -xp.get(user, 0), -3, 2**40])  # gains, a reset, a take, a big give
+        assert board.add(user, amount) == (xp.get(user, 0), xp.get(user, 0) + amount)
+        xp[user] = xp.get(user, 0) + amount
+        if step % 97 == 0:  # reads settle what was written behind, in the middle of the changes
+            expected = sorted(((u, x) for u, x in xp.items() if x), key=lambda item: (-item[1], item[0]))
+            assert len(board) == len(expected)
+            assert board.page(0, len(expected) + 5) == expected
+            probe = rng.choice(expected)[0]
+            assert board.rank_of(probe) == expected.index((probe, xp[probe])) + 1
+            assert board.page(7, 9) == expected[7:16]
+    assert [board.xp_of(user) for user in range(262)] == [xp.get(user, 0) for user in range(262)]
+    assert board.rank_of(261) is None
 
 
 def test_board_ranks_and_pages_agree_with_a_plain_sort_under_random_changes():
