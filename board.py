@@ -16,7 +16,8 @@ Changes are written behind. :meth:`GuildBoard.add` records the member's new
 total in a small dict, ``_changed``, and leaves both sequences as they are.
 The first read of a rank, a page or the board's size moves every changed
 member to their place at once (:meth:`GuildBoard.settle`; the XP tracker also
-calls it once a flush interval, which bounds the dict). So a chatting member
+settles every board once a flush interval, a few hundred members at a time,
+which bounds the dict without stalling the event loop). So a chatting member
 costs a dict lookup, and the message path never touches the sorted sequences.
 """
 
@@ -193,11 +194,12 @@ class GuildBoard:
         self._changed[user_id] = after = before + amount
         return before, after
 
-    def settle(self) -> None:
-        """Move every member changed since the last read to their place."""
-        changed, self._changed = self._changed, {}
-        by_id, by_rank = self._by_id, self._by_rank
-        for user_id, after in changed.items():
+    def settle(self, limit: int | None = None) -> bool:
+        """Move the members changed since the last read to their place (at most ``limit`` of them);
+        True when none is left to move."""
+        changed, by_id, by_rank = self._changed, self._by_id, self._by_rank
+        for _ in range(len(changed) if limit is None else min(limit, len(changed))):
+            user_id, after = changed.popitem()
             before = by_id.get(user_id)
             if before == after:
                 continue
@@ -206,6 +208,7 @@ class GuildBoard:
             if after:
                 by_rank.insert(-after, user_id)
             by_id.set(user_id, after)
+        return not changed
 
     def rank_of(self, user_id: int) -> int | None:
         """1-based rank, or None for a member without XP."""

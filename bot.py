@@ -20,6 +20,7 @@ import platform
 import random
 import signal
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import aiohttp
@@ -43,6 +44,7 @@ log = logging.getLogger("tally")
 
 PAGE_SIZE = 10
 EXTENSIONS = ("economy", "moderation", "admin", "xp_admin")  # modules beside bot.py, each a cog with its commands
+CHAT_TYPES = (0, 19)  # message types members write: default and reply (the rest are system messages)
 EMBED_COLOUR = discord.Colour.blurple()
 TIE_RULE = "ties go to the lower user ID (the older Discord account)"
 
@@ -110,6 +112,11 @@ class Tally(commands.AutoShardedBot):
         )
         self._shutdown: asyncio.Task[None] | None = None
         self.unsaved_at_shutdown = 0  # members whose pending XP the database would not take at shutdown
+        # Plain chat is counted from the gateway's payload (see _parse_message_create); the rest goes on to
+        # discord.py's own parser. Tally is the only one listening for messages.
+        parsers = self._connection.parsers
+        self._discord_parse_message_create = parsers["MESSAGE_CREATE"]
+        parsers["MESSAGE_CREATE"] = self._parse_message_create
 
     async def setup_hook(self) -> None:
         await self.server_settings.load()
@@ -139,16 +146,62 @@ class Tally(commands.AutoShardedBot):
     def curve_of(self, guild: discord.Guild) -> levels.Curve:
         return self._curves[self.settings_of(guild).curve]
 
+    def _parse_message_create(self, data: dict) -> None:
+        """The gateway's MESSAGE_CREATE: plain chat in a server earns its XP straight from the payload.
+
+        discord.py's parser builds a Message for every message (its author,
+        member, mentions, embeds, ...): a third of what a message costs it,
+        and plain chat needs none of it. A member's message in a server (no
+        bot, no webhook, a default message or a reply) that starts with none
+        of the prefixes cannot be a command (discord.py's ``get_context``
+        looks for exactly these), so its XP is awarded here, and only a
+        level-up builds the Message, for its announcement. Everything else
+        (commands, DMs, system messages, a server whose board is still being
+        read after a start) goes to discord.py's parser and on_message.
+        """
+        if not self._chat_from_payload(data):
+            self._discord_parse_message_create(data)
+
+    def _chat_from_payload(self, data: dict) -> bool:
+        """Award a plain chat message's XP from its payload; False when it is not one (nothing was done)."""
+        guild_id, member, author = data.get("guild_id"), data.get("member"), data["author"]
+        if guild_id is None or member is None or author.get("bot") or "webhook_id" in data:
+            return False
+        if data.get("type", 0) not in CHAT_TYPES:
+            return False
+        guild = self._connection._get_guild(int(guild_id))
+        if guild is None:
+            return False
+        server = self.server_settings.of(guild.id)
+        content = data.get("content", "")
+        if content.startswith(server.prefix) or content.startswith(self._mention_prefixes):
+            return False
+        channel_id = int(data["channel_id"])
+        thread = guild.get_thread(channel_id)  # a thread earns as its parent channel does
+        role_ids = map(int, member.get("roles", ())) if server.noxp_roles or server.role_multipliers else ()
+        amount = self.xp_earned(server, thread.parent_id if thread is not None else channel_id, role_ids)
+        if amount:
+            name = member.get("nick") or author.get("global_name") or author["username"]
+            gain = self.xp.award_now(guild.id, int(author["id"]), name, amount, server.cooldown)
+            if gain is False:  # the board is still being read: on_message waits for it
+                return False
+            if gain is not None and self._levels_moved(server, *gain):
+                channel, _ = self._connection._get_guild_channel(data)
+                message = discord.Message(state=self._connection, channel=channel, data=data)  # type: ignore[arg-type]
+                self.dispatch("chat_gain", message, server, *gain)
+        channel = guild.get_channel_or_thread(channel_id)
+        if channel is not None and hasattr(channel, "last_message_id"):
+            channel.last_message_id = int(data["id"])  # as discord.py's parser keeps it
+        return True
+
     async def on_message(self, message: discord.Message) -> None:
         """Run a command, or else count the message as chat that may earn XP.
 
         One handler rather than a listener beside ``process_commands``: the
         message is parsed for a command once, and no second task is scheduled
         for every message (see bench/ingest.py). An unknown command is chat.
-
-        Most messages are plain chat. One that starts with none of the
-        prefixes cannot be a command (discord.py's ``get_context`` looks for
-        exactly these at the start), so it goes straight to the XP award
+        Most plain chat never gets here (see _parse_message_create); what does
+        and starts with none of the prefixes goes straight to the XP award
         without a Context and the prefix coroutine being built for it.
         """
         if message.author.bot:
@@ -167,24 +220,37 @@ class Tally(commands.AutoShardedBot):
         elif guild is not None and message.webhook_id is None and not message.is_system():
             await self.award_xp(message, self.settings_of(guild))
 
-    async def award_xp(self, message: discord.Message, server: ServerSettings) -> None:
-        """Give the author XP (unless on cooldown) as the server's settings say, and announce a new level."""
+    def xp_earned(self, server: ServerSettings, channel_id: int, role_ids: Iterable[int]) -> int:
+        """The XP a message in ``channel_id`` (a thread's parent) by a member with these roles earns."""
         amount = server.xp_min
         if server.xp_max != amount:  # uniform over xp_min..xp_max (random() is a tenth of randint's cost)
             amount += int(random.random() * (server.xp_max - amount + 1))
-        author = message.author
         if server.has_xp_rules:  # no-XP channels and roles, multipliers: memory only, no query
-            amount = server.xp_for(amount, message.channel, author)
-            if not amount:
-                return  # nothing earned, and no cooldown started
+            amount = server.xp_for(amount, channel_id, role_ids)
+        return amount
+
+    def _levels_moved(self, server: ServerSettings, before: int, after: int) -> bool:
+        curve = self._curves[server.curve]
+        return curve.level_for(after) != curve.level_for(before)
+
+    async def award_xp(self, message: discord.Message, server: ServerSettings) -> None:
+        """Give the author XP (unless on cooldown) as the server's settings say, and announce a new level."""
+        author, channel = message.author, message.channel
+        parent_id = channel.parent_id if isinstance(channel, discord.Thread) else channel.id
+        amount = self.xp_earned(server, parent_id, getattr(author, "_roles", ()))
+        if not amount:
+            return  # nothing earned, and no cooldown started
         gain = await self.xp.award(message.guild.id, author.id, author.display_name, amount, server.cooldown)
-        if gain is None:
-            return
-        before, after = gain
+        if gain is not None:
+            await self.on_chat_gain(message, server, *gain)
+
+    async def on_chat_gain(self, message: discord.Message, server: ServerSettings, before: int, after: int) -> None:
+        """After chat earned XP: reward roles, coins and the announcement of a new level."""
         curve = self._curves[server.curve]
         old_level, new_level = curve.level_for(before), curve.level_for(after)
         if new_level <= old_level:
             return
+        author = message.author
         reward = self.settings.coins_per_level * (new_level - old_level)
         if reward:
             # queued with the XP that earned them: as durable as that XP, even while the database is busy
@@ -222,8 +288,9 @@ class Tally(commands.AutoShardedBot):
         aligned = await self.rewards.align(member, new_level, server, reason=reason, tell=channel)
         if new_level <= old_level or not announce or server.levelup == "off":
             return
-        rank = (await self.xp.board(member.guild.id)).rank_of(member.id)
         template = server.levelup_role_message if aligned.given else server.levelup_message
+        # a rank settles the board (every change since the last read): only when the message shows it
+        rank = (await self.xp.board(member.guild.id)).rank_of(member.id) if "{rank}" in template else None
         text = render(template, member, member.guild, old_level, new_level, xp, rank, aligned.given)
         if coins:
             text += f" (+{coins:,} coins)"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
 import string
 from collections.abc import Callable, Iterable
@@ -85,22 +86,22 @@ class ServerSettings:
     def has_xp_rules(self) -> bool:
         return bool(self.noxp_channels or self.noxp_roles or self.channel_multipliers or self.role_multipliers)
 
-    def xp_for(self, amount: int, channel: discord.abc.GuildChannel | discord.Thread, member: discord.Member) -> int:
-        """What a message earns after no-XP channels and roles and the multipliers (MULTIPLIER_RULE)."""
-        channel_id = channel.parent_id if isinstance(channel, discord.Thread) else channel.id
+    def xp_for(self, amount: int, channel_id: int, role_ids: Iterable[int]) -> int:
+        """What a message earns after no-XP channels and roles and the multipliers (MULTIPLIER_RULE).
+
+        ``channel_id`` is the message's channel, or a thread's parent; ``role_ids`` the member's roles.
+        """
         if channel_id in self.noxp_channels:
             return 0
         channel_tenths, role_tenths = self.channel_multipliers.get(channel_id, 10), 10
         if self.noxp_roles or self.role_multipliers:
-            # The member's role IDs as discord.py keeps them (no Role objects built): a few lookups a message.
-            role_ids = getattr(member, "_roles", None)
-            if role_ids is None:
-                role_ids = [role.id for role in member.roles]
+            role_ids = tuple(role_ids)
             if not self.noxp_roles.isdisjoint(role_ids):
                 return 0
-            by_role = [tenths for role_id in role_ids if (tenths := self.role_multipliers.get(role_id)) is not None]
-            if by_role:
-                role_tenths = max(by_role)
+            # the highest multiplier among the member's roles that have one (0 reads as none: 0 earns nothing)
+            role_tenths = max(map(self.role_multipliers.get, role_ids, itertools.repeat(-1)), default=-1)
+            if role_tenths < 0:
+                role_tenths = 10
         return (amount * channel_tenths * role_tenths + 50) // 100  # to the nearest whole XP, halves up
 
 

@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 
 from board import GuildBoard
 from db import Database
@@ -40,6 +41,8 @@ from storage.levels import new_flush_id
 from storage.records import AuditEntry, CannotUndo, DatabaseUnavailable, Unsaved, XpGain
 
 log = logging.getLogger(__name__)
+
+SETTLE_PIECE = 500  # board changes settled between two turns of the event loop (about a millisecond)
 
 # One guild's detached share of a flush: guild ID, pending XP, names, level-up coins.
 _Batch = tuple[int, dict[int, int], dict[int, str], dict[int, int]]
@@ -66,9 +69,6 @@ class _Guild:
         self.last_used = now
 
     def prune(self, now: float) -> int:
-        """Forget ended cooldowns and settle the board (bounding what it holds written behind)."""
-        if self.board is not None:
-            self.board.settle()
         ended = []
         for user_id, until in self.cooldowns.items():
             if until > now:
@@ -110,7 +110,9 @@ class XpTracker:
         # A batch taken out of the guilds for a write whose outcome is not yet known to be
         # success: (its flush ID, its gains). Sent again as it is, with the same ID, until
         # written; the database adds a flush ID once, so a retry never counts twice.
-        self._held: tuple[int, list[XpGain]] | None = None
+        # The batch stays as detached (per guild dicts) until the database's worker thread turns it
+        # into rows: 10,000 members' rows built and sorted on the event loop would stall it ~15 ms.
+        self._held: tuple[int, list[_Batch]] | None = None
         self._failing = False
 
     # -- the message path ------------------------------------------------------
@@ -168,6 +170,30 @@ class XpTracker:
         for the guild's board if it is still being read after a start.
         """
         guild = self._guilds.get(guild_id) or self._guild(guild_id)
+        amount = self._record(guild, user_id, name, amount, cooldown)
+        if amount is None:
+            return None
+        if guild.board is not None:
+            return guild.board.add(user_id, amount)
+        earlier = guild.early.get(user_id, 0)
+        guild.early[user_id] = earlier + amount
+        await guild.loaded.wait()
+        before = guild.early_base[user_id] + earlier
+        return before, before + amount
+
+    def award_now(
+        self, guild_id: int, user_id: int, name: str, amount: int, cooldown: float
+    ) -> tuple[int, int] | None | bool:
+        """award() without awaiting, for the gateway's parser: False (nothing recorded) while the guild's
+        board is not in memory, when award() would have to wait."""
+        guild = self._guilds.get(guild_id)
+        if guild is None or guild.board is None:
+            return False
+        amount = self._record(guild, user_id, name, amount, cooldown)
+        return None if amount is None else guild.board.add(user_id, amount)
+
+    def _record(self, guild: _Guild, user_id: int, name: str, amount: int | None, cooldown: float | None) -> int | None:
+        """The cooldown and the pending gain of one message; the XP it earned, or None on cooldown."""
         now = self._clock()
         guild.last_used = now
         cooldowns = guild.cooldowns
@@ -180,13 +206,7 @@ class XpTracker:
         amount = self.xp_per_message if amount is None else amount
         guild.pending[user_id] = guild.pending.get(user_id, 0) + amount
         guild.names[user_id] = name
-        if guild.board is not None:
-            return guild.board.add(user_id, amount)
-        earlier = guild.early.get(user_id, 0)
-        guild.early[user_id] = earlier + amount
-        await guild.loaded.wait()
-        before = guild.early_base[user_id] + earlier
-        return before, before + amount
+        return amount
 
     def add_coins(self, guild_id: int, user_id: int, name: str, amount: int) -> None:
         """Queue level-up coins with the member's pending XP: written in the same flush.
@@ -216,13 +236,13 @@ class XpTracker:
     @property
     def pending_count(self) -> int:
         """Members with XP or level-up coins not yet written."""
-        held = len(self._held[1]) if self._held else 0
-        return held + sum(len(guild.pending.keys() | guild.coins.keys()) for guild in self._guilds.values())
+        held = _members(self._held[1]) if self._held else 0
+        return held + _members((0, guild.pending, {}, guild.coins) for guild in self._guilds.values())
 
     @property
     def _in_flight(self) -> set[int]:
         """Guilds with gains in a held batch: never pruned, their coin commands wait for it."""
-        return {gain.guild_id for gain in self._held[1]} if self._held else set()
+        return {guild_id for guild_id, *_ in self._held[1]} if self._held else set()
 
     @property
     def cooldown_count(self) -> int:
@@ -312,24 +332,26 @@ class XpTracker:
                 detached = True
                 if not batch:
                     break
-                self._held = (new_flush_id(), list(_gains(batch)))
-            flush_id, gains = self._held
-            log.debug("saving XP of %d members", len(gains))
+                self._held = (new_flush_id(), batch)
+            flush_id, batch = self._held
+            members = _members(batch)
+            log.debug("saving XP of %d members", members)
             try:
-                cancelled = await _to_the_end(self.db.add_xp(gains, flush_id))
+                cancelled = await _to_the_end(self.db.add_xp(_gains(batch), flush_id))
             except BaseException as exc:  # held as it is: sent again, it cannot count twice
                 if not self._failing and isinstance(exc, DatabaseUnavailable):  # a server down: no traceback
-                    log.warning("could not save XP for %d members (%s); keeping it and retrying", len(gains), exc)
+                    log.warning("could not save XP for %d members (%s); keeping it and retrying", members, exc)
                 elif not self._failing:
-                    log.exception("could not save XP for %d members; keeping it and retrying", len(gains))
+                    log.exception("could not save XP for %d members; keeping it and retrying", members)
                 self._failing = True
                 raise
             self._held = None
-            written.update((gain.guild_id, gain.user_id) for gain in gains)
+            for guild_id, pending, _, coins in batch:
+                written.update(zip(itertools.repeat(guild_id), pending.keys() | coins.keys()))
             if self._failing:
                 log.info("saving XP works again")
                 self._failing = False
-            log.debug("saved XP of %d members", len(gains))
+            log.debug("saved XP of %d members", members)
             async with self._flushed:
                 self.flushes += 1
                 self._flushed.notify_all()
@@ -367,6 +389,13 @@ class XpTracker:
                 # would still run in the database's thread while its batch was put back).
                 await asyncio.shield(self.flush())
             self.prune()
+            await self._settle_boards()
+
+    async def _settle_boards(self) -> None:
+        """Settle what every board holds written behind, a piece at a time, the event loop running between."""
+        for guild in list(self._guilds.values()):
+            while guild.board is not None and not guild.board.settle(SETTLE_PIECE):
+                await asyncio.sleep(0)  # let messages in between two pieces
 
     async def stop(self, within: float = 30.0) -> list[Unsaved]:
         """Stop the flusher and write what is pending; returns the gains that could not be written.
@@ -403,7 +432,7 @@ class XpTracker:
             )
             await asyncio.sleep(delay)  # a retry timer
             delay = min(delay * 2, 2.0)
-        unsaved = [Unsaved(*self._held)] if self._held else []
+        unsaved = [Unsaved(self._held[0], list(_gains(self._held[1])))] if self._held else []
         if batch := self._detach():
             unsaved.append(Unsaved(new_flush_id(), list(_gains(batch))))
         self._held = None
@@ -458,8 +487,14 @@ async def _to_the_end(write: Awaitable[None]) -> bool:
         return True
 
 
+def _members(batch: Iterable[_Batch]) -> int:
+    """How many members have gains in ``batch``."""
+    return sum(len(pending.keys() | coins.keys()) for _, pending, _, coins in batch)
+
+
 def _gains(batch: list[_Batch]) -> Iterator[XpGain]:
-    """The detached gains as rows to write: XP and level-up coins per member."""
+    """The detached gains as rows to write: XP and level-up coins per member (read in the database's
+    worker thread: nothing changes a batch once it is detached)."""
     seen_at = int(time.time())
     for guild_id, pending, names, coins in batch:
         for user_id in pending.keys() | coins.keys():

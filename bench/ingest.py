@@ -1,32 +1,37 @@
-"""How much does Tally's XP path cost next to discord.py itself?
+"""How much does Tally's message path cost next to discord.py itself, on SQLite and on PostgreSQL?
 
 Builds realistic compressed MESSAGE_CREATE frames (about 1 KB each, 50 guilds,
 thousands of members, skewed activity) and feeds them through discord.py's
 real gateway receive path (``DiscordWebSocket.received_message``: transport
-decompression, JSON, parsing, dispatch) in one process, for five variants,
-alternated over several rounds (in each round: a, b, e, d, c; the PostgreSQL
-server goes on writing for a moment after d, on the same cores, so the
-variants compared with each other run before it):
+decompression, JSON, parsing, dispatch) in one process, to:
 
   a  a bare ``commands.Bot`` configured like Tally, with no XP listener: the ceiling
-  b  Tally: the real ``Tally`` bot with its real listener and a real database
-     file, timed until every pending XP gain is flushed
-  d  the same Tally on PostgreSQL: its Database opened on a database of its
-     own on the server (created for the run, emptied before each round,
-     dropped at the end), flushing every second over the network, timed
-     until every pending XP gain is written
-  e  Tally as in b, every server with per-server rules configured: XP drawn
-     from 3-7, 20 no-XP channels, 2 no-XP roles, multipliers on 2 channels
-     and 4 roles (members hold 2 of their server's 8 roles), and 20 reward
-     levels: what a busy, fully set-up server asks of the message path
+  b  Tally on a new SQLite file: the real ``Tally`` bot, its real handler,
+     timed until every pending XP gain is flushed
+  d  the same Tally on PostgreSQL: a database of its own on the server
+     (created for the run, emptied before each round, dropped at the end),
+     flushing every second over the network, timed until every gain is written
   c  the seed chapter's tutorial handler: connect, INSERT OR IGNORE, UPDATE,
      commit for every message
 
-It prints messages/s for each (median over rounds), the ratios b/a, d/a,
-d/b, e/a, e/b and b/c, the worst event-loop stall seen during b and d, and how many
-flushes wrote something in each round of b and d. The frames are built
-before the rounds and frozen out of the garbage collector's way
-(``gc.freeze``), so a collection's pause is the bot's, not the bench's.
+Tally runs as a fully set-up server would ask of it: XP cooldown 0 (every
+message earns), and in every server XP drawn from 3-7, 20 no-XP channels and
+2 no-XP roles (that nobody uses: every message still earns), multipliers on 2
+channels and 4 roles (members hold 2 of their server's 8 roles), and 20
+reward levels (roles the server no longer has: Tally says so once and asks
+Discord nothing). Members level up and Tally announces it: its REST calls are
+answered in process, as Discord would, without a network.
+
+Each round runs the bare bot and Tally on SQLite back to back, then the bare
+bot and Tally on PostgreSQL back to back, the order within each pair
+alternating from round to round (a b a d, then b a d a), and c last; after d,
+a CHECKPOINT on the server writes out what PostgreSQL would otherwise go on
+writing during the next variant. The ratios b/a and d/a are taken within
+their pair, and the median over rounds is printed with its range. It also
+prints messages/s for each (median over rounds), b/c, and the worst
+event-loop stall in b and d, from a probe that wakes every millisecond. The
+frames are built before the rounds and frozen out of the garbage collector's
+way (``gc.freeze``), so a collection's pause is the bot's, not the bench's.
 
 Tally is an ``AutoShardedBot``: it gets the settings ``launch_shards`` would
 give it after asking Discord (one shard, shard 0), and READY carries
@@ -39,18 +44,22 @@ variant d is skipped with one line.
 
     .venv/bin/python bench/ingest.py              # the README's figures
     .venv/bin/python bench/ingest.py --quick      # a fast smoke run
+    .venv/bin/python bench/ingest.py --profile    # where Tally's time goes (cProfile, one run of b)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import functools
 import gc
+import itertools
 import json
 import logging
 import os
 import platform
+import pstats
 import random
 import statistics
 import sys
@@ -67,12 +76,14 @@ from common import (  # noqa: E402
     EMPTY_TABLES,
     POSTGRES_ADMIN_URL,
     as_launched,
+    bot_user,
     compress,
     create_database,
     drain,
     drop_database,
     feed,
     gateway,
+    message_answer,
     messages,
     random_guild,
     ready_and_guilds,
@@ -102,7 +113,7 @@ def build_world(rng: random.Random) -> list[dict]:
     return guilds
 
 
-# -- the three bots -----------------------------------------------------------------
+# -- the bots -----------------------------------------------------------------
 
 
 def bot_options() -> dict:
@@ -124,14 +135,33 @@ async def bare_bot(folder: Path) -> tuple[commands.Bot, object]:
     return bot, None
 
 
-async def tally_bot(folder: Path, database_url: str | None = None) -> tuple[commands.Bot, object]:
-    """Tally on a new SQLite file in ``folder``, or on the PostgreSQL database at ``database_url``."""
+class LocalDiscord:
+    """Discord's REST answers, in process: a level-up's announcement is posted and answered without a network."""
+
+    def __init__(self) -> None:
+        self.posts = 0
+        self._ids = itertools.count(1 << 60)
+
+    async def request(self, route: discord.http.Route, *, files=None, form=None, **kwargs) -> dict | None:
+        body = kwargs.get("json") or {}
+        if route.method == "POST" and route.path == "/channels/{channel_id}/messages":
+            self.posts += 1
+            content, embeds = body.get("content") or "", body.get("embeds") or []
+            return message_answer(next(self._ids), route.channel_id, bot_user(), content, embeds)
+        raise AssertionError(f"the benchmark did not expect {route.method} {route.path}")
+
+
+async def tally_bot(
+    folder: Path, rules: dict[int, dict[str, str]], database_url: str | None = None
+) -> tuple[commands.Bot, object]:
+    """Tally with every server's ``rules`` stored, on a new SQLite file in ``folder`` or the PostgreSQL
+    database at ``database_url``, emptied first."""
     settings = Settings(
         token="bench" * 10,
         database_path=folder / "tally.db",
         default_prefix="!",
         xp_per_message=5,
-        xp_cooldown_seconds=60,
+        xp_cooldown_seconds=0,  # every message earns
         xp_flush_seconds=1.0,
         level_curve="linear",
         log_level="WARNING",
@@ -141,12 +171,16 @@ async def tally_bot(folder: Path, database_url: str | None = None) -> tuple[comm
     if database_url is not None:  # every round starts from empty tables, as b does from a new file
         async with db.transaction() as conn:
             await conn.execute(EMPTY_TABLES)
+    for guild_id, values in rules.items():
+        for name, value in values.items():
+            await db.set_setting(guild_id, name, value)
     bot = Tally(settings, db)
+    bot.http.request = LocalDiscord().request
     return bot, db
 
 
 def server_rules(world: list[dict], rng: random.Random) -> dict[int, dict[str, str]]:
-    """Variant e's settings for each server, as ``!settings``, ``!noxp``, ``!multipliers`` and ``!rewards`` store them.
+    """Tally's settings for each server, as ``!settings``, ``!noxp``, ``!multipliers`` and ``!rewards`` store them.
 
     The no-XP channels are channels nobody writes in, and the no-XP roles
     roles nobody holds: every message still earns, so e does b's work plus
@@ -157,7 +191,7 @@ def server_rules(world: list[dict], rng: random.Random) -> dict[int, dict[str, s
         quiet = [snowflake(rng) for _ in range(20)]
         roles = g["roles"]
         rules[g["id"]] = {
-            "xp": "3-7",  # 5 on average, as b; at most 7 x 2 x 2 = 28 XP: no level-up, as in b
+            "xp": "3-7",
             "noxp": ",".join([f"channel:{c}" for c in quiet] + [f"role:{snowflake(rng)}" for _ in range(2)]),
             "multipliers": ",".join(
                 [f"channel:{g['channels'][0]}=1.5", f"channel:{g['channels'][1]}=2"]
@@ -166,15 +200,6 @@ def server_rules(world: list[dict], rng: random.Random) -> dict[int, dict[str, s
             "rewards": ",".join(f"{level * 5}:{snowflake(rng)}" for level in range(1, 21)),
         }
     return rules
-
-
-async def ruled_tally_bot(folder: Path, rules: dict[int, dict[str, str]]) -> tuple[commands.Bot, object]:
-    """Tally on a new SQLite file with every server's rules stored, read at start-up as always."""
-    bot, db = await tally_bot(folder)
-    for guild_id, settings in rules.items():
-        for name, value in settings.items():
-            await db.set_setting(guild_id, name, value)
-    return bot, db
 
 
 async def tutorial_bot(folder: Path) -> tuple[commands.Bot, object]:
@@ -205,10 +230,6 @@ async def tutorial_bot(folder: Path) -> tuple[commands.Bot, object]:
     return bot, None
 
 
-VARIANTS = {"a": ("bare discord.py", bare_bot), "b": ("Tally", tally_bot), "c": ("tutorial", tutorial_bot)}
-ROUND_ORDER = "abedc"  # d (Tally on PostgreSQL) is added by main() when a server answers; e by main()
-
-
 # -- feeding and timing ---------------------------------------------------------------
 
 
@@ -233,8 +254,8 @@ class StallMonitor:
         await asyncio.gather(self._task, return_exceptions=True)
 
 
-async def run_variant(make, setup: list[bytes], frames: list[bytes]) -> tuple[float, float, int | None]:
-    """Messages/s, worst stall and (for Tally) the flushes that wrote something, for one variant."""
+async def run_variant(make, setup: list[bytes], frames: list[bytes], profile: cProfile.Profile | None = None):
+    """Messages/s and the worst stall for one variant (``profile``: run under it)."""
     with tempfile.TemporaryDirectory() as folder:
         bot, db = await make(Path(folder))
         tally = isinstance(bot, Tally)
@@ -250,33 +271,48 @@ async def run_variant(make, setup: list[bytes], frames: list[bytes]) -> tuple[fl
 
             monitor = StallMonitor()
             monitor.start()
+            if profile is not None:
+                profile.enable()
             start = time.perf_counter()
             await feed(ws, frames)
             if tally:
                 await bot.xp.flush()  # timed until everything is in the database
             elapsed = time.perf_counter() - start
+            if profile is not None:
+                profile.disable()
             await monitor.stop()
             if tally:
                 assert bot.xp.pending_count == 0
+                if db.dialect == "postgres":  # what the server would go on writing, written now, untimed
+                    await db._store.execute("CHECKPOINT")
         finally:
             if tally:
                 await bot.xp.stop()
                 await db.close()
             await bot.http.close()
-        return len(frames) / elapsed, monitor.worst, bot.xp.flushes if tally else None
+        return len(frames) / elapsed, monitor.worst
 
 
-def per_round(rates: dict[str, list[float]], top: str, bottom: str) -> float:
-    """The median over rounds of top/bottom, each taken within its round (the variants ran back to back there)."""
-    return statistics.median(t / b for t, b in zip(rates[top], rates[bottom], strict=True))
+def pair_ratios(rates: dict[str, list[float]], tally: str, bare: str) -> tuple[float, float, float]:
+    """Median, lowest and highest over rounds of Tally's rate over the bare bot's run beside it."""
+    ratios = [t / b for t, b in zip(rates[tally], rates[bare], strict=True)]
+    return statistics.median(ratios), min(ratios), max(ratios)
+
+
+def show_profile(profile: cProfile.Profile) -> None:
+    """The top of the profile by own time, then Tally's own functions by cumulative time."""
+    stats = pstats.Stats(profile)
+    stats.sort_stats("tottime").print_stats(20)
+    stats.sort_stats("cumulative").print_stats(rf"{ROOT}/(?!\.venv)", 15)
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=6, help="rounds (at least 5; an even number alternates evenly)")
     parser.add_argument("--messages", type=int, default=40_000, help="messages per round for a, b and d")
     parser.add_argument("--tutorial-messages", type=int, default=1_500, help="messages per round for c (it is slow)")
     parser.add_argument("--quick", action="store_true", help="2 rounds of 5,000 (c: 300) messages")
+    parser.add_argument("--profile", action="store_true", help="profile one run of b instead")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.messages, args.tutorial_messages = 2, 5_000, 300
@@ -303,54 +339,64 @@ async def main() -> None:
         f"on average, {statistics.mean(len(f) for f in frames[:2000]):.0f} bytes compressed "
         f"({utils._ActiveDecompressionContext.COMPRESSION_TYPE})"
     )
+    rules = server_rules(world, rng)
+    if args.profile:
+        profile = cProfile.Profile()
+        rate, _ = await run_variant(functools.partial(tally_bot, rules=rules), setup, frames, profile)
+        print(f"b: {rate:,.0f} messages/s under the profiler")
+        show_profile(profile)
+        return
 
-    variants = dict(VARIANTS)
-    variants["e"] = ("Tally, rules set", functools.partial(ruled_tally_bot, rules=server_rules(world, rng)))
+    variants = {
+        "a": ("bare discord.py", bare_bot),
+        "b": ("Tally on SQLite", functools.partial(tally_bot, rules=rules)),
+        "c": ("tutorial", tutorial_bot),
+    }
     name = f"tally_bench_ingest_{os.getpid()}"
     url = await create_database(
         POSTGRES_ADMIN_URL, name, "(d) skipped: no PostgreSQL server answers at {server} ({error})"
     )
     if url is not None:
-        variants["d"] = ("Tally on PostgreSQL", functools.partial(tally_bot, database_url=url))
+        variants["d"] = ("Tally on PostgreSQL", functools.partial(tally_bot, rules=rules, database_url=url))
         print(f"(d) uses the database {name} on {describe(POSTGRES_ADMIN_URL).rsplit('/', 1)[0]}, dropped at the end")
-    order = [key for key in ROUND_ORDER if key in variants]
-    rates: dict[str, list[float]] = {key: [] for key in order}
-    stalls: dict[str, list[float]] = {key: [] for key in order}
+    pairs = [("b", "a_b")] + ([("d", "a_d")] if url is not None else [])
+    rates: dict[str, list[float]] = {key: [] for key in ("b", "a_b", "d", "a_d", "c")}
+    stalls: dict[str, list[float]] = {key: [] for key in rates}
     try:
         for round_ in range(1, args.rounds + 1):
             line = []
-            for key in order:
-                chosen = frames if key != "c" else frames[: args.tutorial_messages]
-                rate, stall, flushes = await run_variant(variants[key][1], setup, chosen)
-                rates[key].append(rate)
-                stalls[key].append(stall)
-                written = "" if flushes is None else f", flushes: {flushes}"
-                line.append(f"{key} {rate:,.0f}/s (stall {stall * 1000:.0f} ms{written})")
+            for tally, bare in pairs:
+                for key in (bare, tally) if round_ % 2 else (tally, bare):
+                    rate, stall = await run_variant(variants[key[0]][1], setup, frames)
+                    rates[key].append(rate)
+                    stalls[key].append(stall)
+                    line.append(f"{key[0]} {rate:,.0f}/s (stall {stall * 1000:.0f} ms)")
+            rate, stall = await run_variant(variants["c"][1], setup, frames[: args.tutorial_messages])
+            rates["c"].append(rate)
+            line.append(f"c {rate:,.0f}/s")
             print(f"round {round_}: " + ", ".join(line), flush=True)
     finally:
         if url is not None:
             await drop_database(POSTGRES_ADMIN_URL, name)
 
-    median = {key: statistics.median(values) for key, values in rates.items()}
-    # Ratios are taken within each round (the variants ran back to back there),
-    # then the median over rounds: the machine's load drifts between rounds.
     print()
-    for key in sorted(order):
-        print(f"({key}) {variants[key][0]:<20} {median[key]:>10,.0f} messages/s (median of {args.rounds})")
-    print(f"b/a = {per_round(rates, 'b', 'a'):.2f}   (target >= 0.85; median of the per-round ratios)")
-    if "d" in rates:
+    bare_rates = rates["a_b"] + rates["a_d"]
+    print(f"(a) {variants['a'][0]:<20} {statistics.median(bare_rates):>10,.0f} messages/s (median of its runs)")
+    for key in ("b", "d", "c"):
+        if rates[key]:
+            print(f"({key}) {variants[key][0]:<20} {statistics.median(rates[key]):>10,.0f} messages/s (median)")
+    for (tally, bare), target in zip(pairs, (0.95, 0.90), strict=False):
+        median, low, high = pair_ratios(rates, tally, bare)
+        verdict = "met" if median >= target else "NOT met"
         print(
-            f"d/a = {per_round(rates, 'd', 'a'):.2f}   (target >= 0.85, as for SQLite; median of the per-round ratios)"
+            f"{tally}/a = {median:.2f}, rounds {low:.2f} to {high:.2f}   "
+            f"(median of {args.rounds} per-round ratios, target >= {target:.2f}: {verdict})"
         )
-        print(f"d/b = {per_round(rates, 'd', 'b'):.2f}   (PostgreSQL against SQLite; median of the per-round ratios)")
-    print(f"e/a = {per_round(rates, 'e', 'a'):.2f}   (target >= 0.85 with every server's rules set)")
-    print(f"e/b = {per_round(rates, 'e', 'b'):.2f}   (the rules' cost on the message path)")
-    print(f"b/c = {per_round(rates, 'b', 'c'):.0f}   (target >= 40; median of the per-round ratios)")
-    print(f"worst event-loop stall during b: {max(stalls['b']) * 1000:.1f} ms   (target <= 20 ms)")
-    if "d" in stalls:
-        print(f"worst event-loop stall during d: {max(stalls['d']) * 1000:.1f} ms   (target <= 20 ms)")
-    print(f"worst event-loop stall during e: {max(stalls['e']) * 1000:.1f} ms   (target <= 20 ms)")
-    print(f"  (for comparison, during a: {max(stalls['a']) * 1000:.1f} ms, during c: {max(stalls['c']) * 1000:.1f} ms)")
+    print(f"b/c = {statistics.median(b / c for b, c in zip(rates['b'], rates['c'], strict=True)):.0f}   (target >= 40)")
+    for key in ("b", "d"):
+        if stalls[key]:
+            print(f"worst event-loop stall during {key}: {max(stalls[key]) * 1000:.1f} ms   (target <= 20 ms)")
+    print(f"  (for comparison, during a: {max(stalls['a_b'] + stalls['a_d']) * 1000:.1f} ms)")
 
 
 if __name__ == "__main__":

@@ -87,19 +87,22 @@ class LevelsSQL:
         often it is sent; without one the batch gets a new ID.
 
         Level-up coins land with the XP that earned them, each with its ledger
-        row (the member is its actor: they earned it). The batch is encoded in
-        a worker thread: one encoding of 10,000 rows would stall the event loop.
+        row (the member is its actor: they earned it). The batch is read,
+        sorted and encoded in a worker thread (``gains`` may be a generator
+        over data nothing changes meanwhile): 10,000 rows on the event loop
+        would stall it.
         """
-        gains = sorted(gains)  # key order: two writers lock rows in the same order
-        if not gains:
-            return
         if self._store.dialect == "postgres":
             columns = await asyncio.to_thread(_columns, gains)
+            if not columns:
+                return
             flush_id = new_flush_id() if flush_id is None else flush_id
             forget_before = (int(time.time() * 1000) - FLUSH_IDS_KEPT_MS) << 20
             await self._store.execute(ADD_XP_POSTGRES, *columns, flush_id, forget_before)
             return
         payload, with_coins = await asyncio.to_thread(_json_rows, gains)
+        if payload == "[]":
+            return
 
         async def add(conn):
             await conn.execute(ADD_XP_SQLITE, payload)
@@ -134,9 +137,10 @@ class LevelsSQL:
         )
 
 
-def _columns(gains: list[XpGain]) -> list[list]:
-    """Gains as one list per field, the arrays PostgreSQL's unnest takes."""
-    return [list(column) for column in zip(*gains, strict=True)]
+def _columns(gains: Iterable[XpGain]) -> list[list]:
+    """Gains as one list per field, the arrays PostgreSQL's unnest takes, in key order (two writers
+    lock rows in the same order); no lists for no gains. Run in a worker thread."""
+    return [list(column) for column in zip(*sorted(gains), strict=True)]
 
 
 def _json_rows(gains: Iterable[XpGain], chunk: int = 500) -> tuple[str, bool]:
@@ -146,7 +150,7 @@ def _json_rows(gains: Iterable[XpGain], chunk: int = 500) -> tuple[str, bool]:
     single call over 10,000 rows would stall the event loop for ~20 ms, while
     chunks of 500 let the loop run between them.
     """
-    gains = iter(gains)
+    gains = iter(sorted(gains))  # key order: two writers lock rows in the same order
     parts = []
     with_coins = False
     while batch := list(itertools.islice(gains, chunk)):
