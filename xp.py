@@ -457,8 +457,10 @@ class XpTracker:
 
 
 async def _board_from(rows: list[tuple[int, int]]) -> GuildBoard:
-    """A board of ``rows``; sorting a big guild takes a while, so off the event loop."""
-    return await asyncio.to_thread(GuildBoard, rows) if len(rows) > 10_000 else GuildBoard(rows)
+    """A board of ``rows`` (by user ID, as ``Database.guild_xp`` reads them); a big one built off the event loop."""
+    if len(rows) > 10_000:
+        return await asyncio.to_thread(GuildBoard.from_id_order, rows)
+    return GuildBoard.from_id_order(rows)
 
 
 def _move(board: GuildBoard, entries: list[AuditEntry]) -> dict[int, tuple[int, int]]:

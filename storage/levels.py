@@ -71,6 +71,8 @@ LEDGER_LEVEL_UPS_SQLITE = (
     "FROM json_each($1) WHERE json_extract(value, '$[5]') > 0"
 )
 
+GUILD_XP = "SELECT user_id, xp FROM members WHERE guild_id = $1 AND xp > 0 ORDER BY user_id"
+
 NAMES = {
     "sqlite": "SELECT user_id, name FROM members WHERE guild_id = $1 AND user_id IN (SELECT value FROM json_each($2))",
     "postgres": "SELECT user_id, name FROM members WHERE guild_id = $1 AND user_id = ANY($2::bigint[])",
@@ -113,9 +115,12 @@ class LevelsSQL:
         await self._store.write(add)
 
     async def guild_xp(self, guild_id: int) -> list[tuple[int, int]]:
-        """Every ``(user_id, xp)`` in the guild with XP, in no particular order (a reset member has none)."""
-        rows = await self._store.fetch("SELECT user_id, xp FROM members WHERE guild_id = $1 AND xp > 0", guild_id)
-        return [(row[0], row[1]) for row in rows]
+        """Every ``(user_id, xp)`` in the guild with XP (a reset member has none), by user ID: the order the
+        board keeps them in (free on SQLite, where the key is the row's address), so it has nothing to sort."""
+        rows: list[tuple[int, int]] = []
+        async for page in self._store.fetch_pages(GUILD_XP, guild_id):  # a page at a time: the loop runs between
+            rows += page
+        return rows
 
     async def member_xp(self, guild_id: int, user_id: int) -> int:
         """The XP stored for one member (0 when there is no row)."""

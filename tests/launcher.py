@@ -5,14 +5,19 @@ Usage: python tests/launcher.py  (with TALLY_FAKE_DISCORD=http://127.0.0.1:PORT)
 Points discord.py's REST base and default gateway at the fake, optionally
 forces zlib-stream transport compression (TALLY_FAKE_COMPRESSION=zlib-stream;
 by default discord.py picks zstd-stream when zstandard is installed), then runs
-bot.py as ``__main__``.
+bot.py as ``__main__``. With TALLY_STALL_PROBE=1 (bench/coldstart.py) a task
+wakes every millisecond on the bot's event loop and prints each time it
+woke more than 2 ms late, ``stall probe: <seconds> at <perf_counter>``, to
+stderr.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import runpy
 import sys
+import time
 from pathlib import Path
 
 if os.environ.get("TALLY_FAKE_COMPRESSION") == "zlib-stream":
@@ -27,6 +32,26 @@ BOT = Path(__file__).resolve().parent.parent / "bot.py"
 base = os.environ["TALLY_FAKE_DISCORD"].rstrip("/")
 discord.http.Route.BASE = f"{base}/api/v10"
 discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(base.replace("http", "ws", 1) + "/gateway/")
+
+if os.environ.get("TALLY_STALL_PROBE") == "1":
+    run = asyncio.run
+
+    async def _probe() -> None:
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            if (late := now - before - 0.001) > 0.002:
+                print(f"stall probe: {late:.6f} at {now:.6f}", file=sys.stderr, flush=True)
+
+    async def _with_probe(main):
+        probe = asyncio.create_task(_probe())
+        try:
+            return await main
+        finally:
+            probe.cancel()
+
+    asyncio.run = lambda main, **kwargs: run(_with_probe(main), **kwargs)
 
 sys.path.insert(0, str(BOT.parent))
 sys.argv = [str(BOT)]

@@ -36,9 +36,18 @@ async def test_xp_is_per_guild(db):
     assert await db.guild_xp(GUILD + 1) == [(1, 3)]
 
 
-async def test_guild_xp_returns_every_member_of_the_guild(db):
+async def test_guild_xp_returns_every_member_of_the_guild_by_user_id(db):
     await db.add_xp([XpGain(GUILD, 30, 50, "c", 0), XpGain(GUILD, 10, 50, "a", 0), XpGain(GUILD, 20, 90, "b", 0)])
-    assert sorted(await db.guild_xp(GUILD)) == [(10, 50), (20, 90), (30, 50)]
+    rows = await db.guild_xp(GUILD)
+    assert rows == [(10, 50), (20, 90), (30, 50)]
+
+
+async def test_guild_xp_reads_a_big_guild_page_by_page_and_misses_no_one(db):
+    from storage.sqlite import PAGE_ROWS
+
+    count = PAGE_ROWS * 2 + 5  # two whole pages and a short one
+    await db.add_xp([XpGain(GUILD, user, user % 7 + 1, "m", 0) for user in range(1, count + 1)])
+    assert await db.guild_xp(GUILD) == [(user, user % 7 + 1) for user in range(1, count + 1)]
 
 
 async def test_sql_looking_text_is_stored_as_plain_text(db):

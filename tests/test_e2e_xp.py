@@ -19,6 +19,21 @@ async def test_chatting_earns_xp_that_is_shown_and_stored(world, tally, storage)
     assert await storage.rows("SELECT name FROM members") == [("alice",)]
 
 
+async def test_chat_counted_from_the_gateway_payload_matches_chat_counted_from_a_message(world, tally, storage):
+    # The first message reaches the bot while the server's board is still being read (discord.py's Message and
+    # on_message count it); the rest are counted from the payload. Each once, under the member's shown name.
+    carol = world.fake.add_member(world.guild, "carol_user", nick="Carol the Great")
+    bot = await tally()
+    for number in range(25):  # 5 XP each: level 2 at 100, announced from the payload path
+        await world.say(carol, f"message {number}")
+    announcement = await world.fake.wait_for_post(timeout=10)
+    assert announcement.content == f"<@{carol.id}> reached level 2!" and announcement.pings["users"] == [carol.id]
+    assert field(await world.ask(carol, "!level"), "Total XP") == "125"
+    assert await bot.stop() == 0
+    assert await storage.xp(world.guild.id) == {carol.id: 125}
+    assert await storage.rows("SELECT name FROM members") == [("Carol the Great",)]
+
+
 async def test_cooldown_gives_xp_once_per_window(world, tally):
     await tally(XP_COOLDOWN_SECONDS="60")
     for text in ("one", "two", "three"):

@@ -246,6 +246,21 @@ def test_board_agrees_with_a_plain_sort_through_splits_removals_and_reads_betwee
     assert board.rank_of(261) is None
 
 
+@pytest.mark.parametrize("chunk", [3, 2048])
+def test_a_board_built_from_rows_in_user_id_order_is_the_same_board(monkeypatch, chunk):
+    import random
+
+    monkeypatch.setattr(board_module, "CHUNK", chunk)
+    rng = random.Random(5)
+    rows = sorted((user, rng.choice([5, 5, 10, 15, 400, 10**12])) for user in rng.sample(range(1, 10**6), 3000))
+    built, plain = GuildBoard.from_id_order(rows), GuildBoard(rows)
+    assert built.page(0, len(rows)) == plain.page(0, len(rows))  # XP down, then lower user ID
+    assert [built.rank_of(user) for user, _ in rows] == [plain.rank_of(user) for user, _ in rows]
+    assert [built.xp_of(user) for user, _ in rows] == [xp for _, xp in rows]
+    assert built.add(rows[0][0], 1) == (rows[0][1], rows[0][1] + 1) and len(built) == len(rows)
+    assert GuildBoard.from_id_order([]).page(0, 10) == [] and len(GuildBoard.from_id_order([])) == 0
+
+
 def test_board_ranks_and_pages_agree_with_a_plain_sort_under_random_changes():
     import random
 
