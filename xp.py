@@ -108,7 +108,7 @@ class XpTracker:
         # Guilds whose gains a running flush has taken out of memory: never pruned meanwhile,
         # and a command that reads coins there waits for that flush.
         # A batch taken out of the guilds for a write whose outcome is not yet known to be
-        # success: (its flush ID, its gains). Sent again as it is, with the same ID, until
+        # success: (its flush ID, its batch). Sent again as it is, with the same ID, until
         # written; the database adds a flush ID once, so a retry never counts twice.
         # The batch stays as detached (per guild dicts) until the database's worker thread turns it
         # into rows: 10,000 members' rows built and sorted on the event loop would stall it ~15 ms.
