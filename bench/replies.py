@@ -425,7 +425,7 @@ class Harness:
             log_level="WARNING",
         )
         self.db = db = await Database.open(settings.database_path)
-        await db.set_modlog_channel(GUILD_ID, MODLOG_CHANNEL_ID)
+        await db.set_setting(GUILD_ID, "modlog", str(MODLOG_CHANNEL_ID))  # as !settings modlog stores it
         await db.open_case(GUILD_ID, "warn", TARGET_BASE, "target0", MODERATOR_ID, "spam")  # CORRECTED_CASE
         for i, (label, arg) in enumerate(self.inputs.items()):
             reason = arg[:MAX_REASON]
