@@ -26,141 +26,124 @@ from __future__ import annotations
 import itertools
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from operator import itemgetter, neg
 
 CHUNK = 2048  # a chunk splits in two past twice this
 _first, _second = itemgetter(0), itemgetter(1)
 
 
-def _chunks(rows: list[tuple[int, int]], typecode: str, column: Callable[[list], Iterable[int]]) -> list[array]:
-    """One column of ``rows`` in chunks of CHUNK (built chunk by chunk: no column is ever whole in memory)."""
-    return [array(typecode, column(rows[i : i + CHUNK])) for i in range(0, len(rows), CHUNK)] or [array(typecode)]
+class _Columns:
+    """Two columns of 8-byte integers sorted together, in chunks, with each chunk's first key for finding it.
+
+    A subclass says the columns' array type codes and what a chunk's key is;
+    this keeps the chunks: inserting (a chunk past ``2 * CHUNK`` splits in
+    two) and deleting (an emptied chunk goes, unless it is the only one).
+    """
+
+    __slots__ = ("_a", "_b", "_firsts")
+    TYPECODES: tuple[str, str]
+
+    def __init__(self, a: list[int], b: list[int]) -> None:
+        """From whole columns already in order."""
+        self._a = [array(self.TYPECODES[0], a[i : i + CHUNK]) for i in range(0, len(a), CHUNK)]
+        self._b = [array(self.TYPECODES[1], b[i : i + CHUNK]) for i in range(0, len(b), CHUNK)]
+        if not self._a:
+            self._a, self._b = [array(self.TYPECODES[0])], [array(self.TYPECODES[1])]
+        self._firsts = [self._key(c) for c in range(len(self._a))]
+
+    def _key(self, c: int) -> object:
+        """Chunk ``c``'s first key (anything for the only chunk when it is empty)."""
+        raise NotImplementedError
+
+    def _insert_at(self, c: int, i: int, a: int, b: int) -> None:
+        column_a, column_b = self._a[c], self._b[c]
+        column_a.insert(i, a)
+        column_b.insert(i, b)
+        if len(column_a) > 2 * CHUNK:
+            self._a.insert(c + 1, column_a[CHUNK:])
+            self._b.insert(c + 1, column_b[CHUNK:])
+            del column_a[CHUNK:], column_b[CHUNK:]
+            self._firsts.insert(c + 1, self._key(c + 1))
+        if i == 0:
+            self._firsts[c] = self._key(c)
+
+    def _delete_at(self, c: int, i: int) -> None:
+        column_a, column_b = self._a[c], self._b[c]
+        del column_a[i], column_b[i]
+        if not column_a and len(self._a) > 1:
+            del self._a[c], self._b[c], self._firsts[c]
+        elif i == 0 and column_a:
+            self._firsts[c] = self._key(c)
+
+    def __len__(self) -> int:
+        return sum(map(len, self._a))
 
 
-def _user_ids(rows: list) -> Iterable[int]:
-    return map(_first, rows)
-
-
-def _xps(rows: list) -> Iterable[int]:
-    return map(_second, rows)
-
-
-def _negated_xps(rows: list) -> Iterable[int]:
-    return map(neg, map(_second, rows))
-
-
-class _ById:
+class _ById(_Columns):
     """User IDs in ascending order, each with its XP (never 0: a member without XP is not here)."""
 
-    __slots__ = ("_ids", "_xps", "_firsts", "count")
+    __slots__ = ()
+    TYPECODES = ("Q", "q")
 
-    def __init__(self, rows: list[tuple[int, int]]) -> None:
-        """``rows``: ``(user_id, xp)`` in user ID order, no XP 0."""
-        self._ids = _chunks(rows, "Q", _user_ids)
-        self._xps = _chunks(rows, "q", _xps)
-        self._firsts = [chunk[0] if chunk else 0 for chunk in self._ids]
-        self.count = len(rows)
+    def _key(self, c: int) -> int:
+        ids = self._a[c]
+        return ids[0] if ids else 0
 
     def _find(self, user_id: int) -> tuple[int, int]:
         """The chunk that holds or would hold ``user_id``, and the place in it."""
         c = max(bisect_right(self._firsts, user_id) - 1, 0)
-        return c, bisect_left(self._ids[c], user_id)
+        return c, bisect_left(self._a[c], user_id)
 
     def get(self, user_id: int) -> int:
         c, i = self._find(user_id)
-        ids = self._ids[c]
-        return self._xps[c][i] if i < len(ids) and ids[i] == user_id else 0
+        ids = self._a[c]
+        return self._b[c][i] if i < len(ids) and ids[i] == user_id else 0
 
     def set(self, user_id: int, xp: int) -> None:
         """Give ``user_id`` this XP; 0 takes them out."""
         c, i = self._find(user_id)
-        ids, xps = self._ids[c], self._xps[c]
+        ids = self._a[c]
         if i < len(ids) and ids[i] == user_id:
             if xp:
-                xps[i] = xp
-                return
-            del ids[i], xps[i]
-            self.count -= 1
-            if not ids and len(self._ids) > 1:
-                del self._ids[c], self._xps[c], self._firsts[c]
-            elif i == 0 and ids:
-                self._firsts[c] = ids[0]
-            return
-        if not xp:
-            return
-        ids.insert(i, user_id)
-        xps.insert(i, xp)
-        self.count += 1
-        if i == 0:
-            self._firsts[c] = user_id
-        if len(ids) > 2 * CHUNK:
-            self._ids[c + 1 : c + 1] = [ids[CHUNK:]]
-            self._xps[c + 1 : c + 1] = [xps[CHUNK:]]
-            self._firsts.insert(c + 1, ids[CHUNK])
-            del ids[CHUNK:], xps[CHUNK:]
-
-    def nbytes(self) -> int:
-        return sum(chunk.buffer_info()[1] * chunk.itemsize for chunk in (*self._ids, *self._xps))
+                self._b[c][i] = xp
+            else:
+                self._delete_at(c, i)
+        elif xp:
+            self._insert_at(c, i, user_id, xp)
 
 
-class _ByRank:
+class _ByRank(_Columns):
     """``(-xp, user_id)`` pairs in ascending order: the leaderboard, best first."""
 
-    __slots__ = ("_negs", "_ids", "_firsts")
+    __slots__ = ()
+    TYPECODES = ("q", "Q")
 
-    def __init__(self, rows: list[tuple[int, int]]) -> None:
-        """``rows``: ``(user_id, xp)`` in rank order."""
-        self._negs = _chunks(rows, "q", _negated_xps)
-        self._ids = _chunks(rows, "Q", _user_ids)
-        self._firsts = [(n[0], i[0]) if n else (0, 0) for n, i in zip(self._negs, self._ids, strict=True)]
-
-    @classmethod
-    def from_columns(cls, negs: list[int], ids: list[int]) -> _ByRank:
-        """From ``-xp`` and user ID columns already in rank order."""
-        by_rank = cls.__new__(cls)
-        by_rank._negs = [array("q", negs[i : i + CHUNK]) for i in range(0, len(negs), CHUNK)] or [array("q")]
-        by_rank._ids = [array("Q", ids[i : i + CHUNK]) for i in range(0, len(ids), CHUNK)] or [array("Q")]
-        by_rank._firsts = [(n[0], i[0]) if n else (0, 0) for n, i in zip(by_rank._negs, by_rank._ids, strict=True)]
-        return by_rank
+    def _key(self, c: int) -> tuple[int, int]:
+        negs, ids = self._a[c], self._b[c]
+        return (negs[0], ids[0]) if negs else (0, 0)
 
     def _find(self, neg_xp: int, user_id: int) -> tuple[int, int]:
         c = max(bisect_right(self._firsts, (neg_xp, user_id)) - 1, 0)
-        negs = self._negs[c]
+        negs = self._a[c]
         low = bisect_left(negs, neg_xp)
-        return c, bisect_left(self._ids[c], user_id, low, bisect_right(negs, neg_xp, low))
+        return c, bisect_left(self._b[c], user_id, low, bisect_right(negs, neg_xp, low))
 
     def insert(self, neg_xp: int, user_id: int) -> None:
-        c, i = self._find(neg_xp, user_id)
-        negs, ids = self._negs[c], self._ids[c]
-        negs.insert(i, neg_xp)
-        ids.insert(i, user_id)
-        if i == 0:
-            self._firsts[c] = (neg_xp, user_id)
-        if len(negs) > 2 * CHUNK:
-            self._negs[c + 1 : c + 1] = [negs[CHUNK:]]
-            self._ids[c + 1 : c + 1] = [ids[CHUNK:]]
-            self._firsts.insert(c + 1, (negs[CHUNK], ids[CHUNK]))
-            del negs[CHUNK:], ids[CHUNK:]
+        self._insert_at(*self._find(neg_xp, user_id), neg_xp, user_id)
 
     def remove(self, neg_xp: int, user_id: int) -> None:
-        c, i = self._find(neg_xp, user_id)
-        negs, ids = self._negs[c], self._ids[c]
-        del negs[i], ids[i]
-        if not negs and len(self._negs) > 1:
-            del self._negs[c], self._ids[c], self._firsts[c]
-        elif i == 0 and negs:
-            self._firsts[c] = (negs[0], ids[0])
+        self._delete_at(*self._find(neg_xp, user_id))
 
     def index(self, neg_xp: int, user_id: int) -> int:
         """0-based place of a pair that is here."""
         c, i = self._find(neg_xp, user_id)
-        return sum(map(len, self._negs[:c])) + i
+        return sum(map(len, self._a[:c])) + i
 
     def slice(self, start: int, count: int) -> list[tuple[int, int]]:
         """``(user_id, xp)`` at places ``start`` to ``start + count - 1``."""
         rows: list[tuple[int, int]] = []
-        for negs, ids in zip(self._negs, self._ids, strict=True):
+        for negs, ids in zip(self._a, self._b, strict=True):
             if start >= len(negs):
                 start -= len(negs)
                 continue
@@ -171,53 +154,50 @@ class _ByRank:
             start = 0
         return rows
 
-    def nbytes(self) -> int:
-        return sum(chunk.buffer_info()[1] * chunk.itemsize for chunk in (*self._negs, *self._ids))
-
 
 class GuildBoard:
     """Every member's XP in one guild, in leaderboard order."""
 
     __slots__ = ("_by_id", "_by_rank", "_changed")
 
+    def __init__(self, rows: Iterable[tuple[int, int]] = ()) -> None:
+        """A board of ``(user_id, xp)`` rows in any order (see from_id_order for the database's)."""
+        self._fill(sorted(row for row in rows if row[1]))
+
     @classmethod
     def from_id_order(cls, rows: list[tuple[int, int]]) -> GuildBoard:
-        """A board of ``rows`` in user ID order, none with XP 0 (as the database reads them), built for a
-        worker thread: no step holds the GIL long (a sort of a million rows would, for a tenth of a second).
-
-        The rank order comes from grouping the members by XP in a plain loop
-        (bytecode: the interpreter lets the event loop's thread in every few
-        milliseconds), each group keeping the user ID order, and the groups
-        taken from the most XP down.
-        """
+        """A board of ``rows`` in user ID order, none with XP 0, as the database reads them: no sort."""
         board = cls.__new__(cls)
-        board._by_id = _ById(rows)
+        board._fill(rows)
+        return board
+
+    def _fill(self, rows: list[tuple[int, int]]) -> None:
+        """Build from ``rows`` in user ID order, in steps a worker thread can be interrupted between.
+
+        No step holds the GIL long (sorting a million rows would, for a tenth
+        of a second, stalling the event loop): the rank order comes from
+        grouping the members by XP in a plain loop, each group keeping the
+        user ID order, and the groups taken from the most XP down.
+        """
+        self._by_id = _ById(list(map(_first, rows)), list(map(_second, rows)))
         by_xp: dict[int, list[int]] = {}
         for user_id, xp in rows:
-            if (ids := by_xp.get(xp)) is None:
+            if (group := by_xp.get(xp)) is None:
                 by_xp[xp] = [user_id]
             else:
-                ids.append(user_id)
+                group.append(user_id)
         negs: list[int] = []
         ids: list[int] = []
         for xp in sorted(by_xp, reverse=True):
             group = by_xp.pop(xp)
             ids += group
             negs += itertools.repeat(-xp, len(group))
-        board._by_rank = _ByRank.from_columns(negs, ids)
-        board._changed = {}
-        return board
-
-    def __init__(self, rows: Iterable[tuple[int, int]] = ()) -> None:
-        by_id = sorted(row for row in rows if row[1])
-        ranked = sorted(by_id, key=_second, reverse=True)  # a stable sort: ties keep their user ID order
-        self._by_id = _ById(by_id)
-        self._by_rank = _ByRank(ranked)
+        self._by_rank = _ByRank(negs, ids)
         self._changed: dict[int, int] = {}  # user -> XP now, not yet in the sequences
 
     def __len__(self) -> int:
         self.settle()
-        return self._by_id.count
+        return len(self._by_id)
 
     def xp_of(self, user_id: int) -> int:
         xp = self._changed.get(user_id)
@@ -258,7 +238,3 @@ class GuildBoard:
         """``(user_id, xp)`` for ranks ``start + 1`` to ``start + count``."""
         self.settle()
         return self._by_rank.slice(start, count)
-
-    def nbytes(self) -> int:
-        """The bytes its arrays take (with their slack), for the benchmarks."""
-        return self._by_id.nbytes() + self._by_rank.nbytes()

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
-from common import POSTGRES_ADMIN_URL, create_database, drop_database  # noqa: E402
+from common import POSTGRES_ADMIN_URL, create_database, drop_database, skewed_xp  # noqa: E402
 
 from db import Database  # noqa: E402
 from tests.fake_discord import FakeDiscord  # noqa: E402
@@ -51,9 +51,7 @@ STALL_TARGET = 0.020
 def member_rows(guild_id: int, members: int, extra: list[int]) -> list[tuple]:
     rng = random.Random(members)
     user_ids = rng.sample(range(10**17, 10**18), members) + extra
-    return [
-        (guild_id, u, 5 * max(1, int(rng.paretovariate(1.2))), f"member{u % 100000}", 1_700_000_000) for u in user_ids
-    ]
+    return [(guild_id, u, skewed_xp(rng), f"member{u % 100000}", 1_700_000_000) for u in user_ids]
 
 
 async def fill_sqlite(path: Path, rows: list[tuple]) -> None:

@@ -127,6 +127,11 @@ async def drop_database(admin_url: str, name: str) -> None:
 # -- the world and its frames -------------------------------------------------------
 
 
+def skewed_xp(rng: random.Random) -> int:
+    """A member's XP as chatting earns it, in steps of 5: most members have little, a few a lot."""
+    return 5 * max(1, int(rng.paretovariate(1.2)))
+
+
 def snowflake(rng: random.Random) -> int:
     return rng.randrange(10**17, 10**18 * 9)
 

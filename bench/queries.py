@@ -59,7 +59,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common import EMPTY_TABLES, POSTGRES_ADMIN_URL, create_database, drop_database, p50_p99  # noqa: E402
+from common import EMPTY_TABLES, POSTGRES_ADMIN_URL, create_database, drop_database, p50_p99, skewed_xp  # noqa: E402
 
 from db import Database, XpGain  # noqa: E402
 from levels import curve  # noqa: E402
@@ -148,8 +148,8 @@ def resident_growth(members: int) -> float:
 
 
 def print_resident_growth(members: int) -> None:
-    rng = random.Random(members)  # the XP as member_rows() draws it, without its other fields
-    rows = [(u, 5 * max(1, int(rng.paretovariate(1.2)))) for u in sorted(rng.sample(range(10**17, 10**18), members))]
+    rng = random.Random(members)
+    rows = [(u, skewed_xp(rng)) for u in sorted(rng.sample(range(10**17, 10**18), members))]
     gc.collect()
     before = resident_bytes()
     board = GuildBoard.from_id_order(rows)
@@ -165,11 +165,7 @@ def print_resident_growth(members: int) -> None:
 def member_rows(members: int, rng: random.Random) -> tuple[list[int], list[XpGain]]:
     user_ids = rng.sample(range(10**17, 10**18), members)
     holders = set(rng.sample(user_ids, min(COIN_HOLDERS, members)))
-    # Skewed XP in steps of 5, as chatting earns it: most members have little, a few a lot.
-    rows = [
-        XpGain(GUILD, u, 5 * max(1, int(rng.paretovariate(1.2))), f"member{u % 100000}", 0, 1000 * (u in holders))
-        for u in user_ids
-    ]
+    rows = [XpGain(GUILD, u, skewed_xp(rng), f"member{u % 100000}", 0, 1000 * (u in holders)) for u in user_ids]
     return user_ids, rows
 
 

@@ -794,8 +794,8 @@ class FakeDiscord:
         # clock asyncio and discord.py wait on); a test may replace it to move time by hand.
         self.clock = time.monotonic
         self.limits: dict[str, tuple[int, float, str]] = {}  # bucket -> (requests, per seconds, scope)
-        self._failing: list[list] = []  # [method, path prefix, status, times left]: see fail()
-        self._hanging: list[list] = []  # [method, path prefix, times left]: see hang()
+        # [method, path prefix, status (None: no answer), times left]: see fail() and hang()
+        self._faults: list[list] = []
         self._stopping = asyncio.Event()  # set by stop(): hung requests end
         self.hung = 0  # requests hang() held without an answer
         self._windows: dict[tuple[str, int | None], _Window] = {}
@@ -1007,27 +1007,25 @@ class FakeDiscord:
     def fail(self, method: str, path_prefix: str, status: int, times: int = 1) -> None:
         """Answer the next ``times`` requests ``method path...`` with ``status`` (a 500 or 502, as Discord's
         side fails now and then), before any route or limit; Discord's body for such an answer."""
-        self._failing.append([method, path_prefix, status, times])
+        self._faults.append([method, path_prefix, status, times])
 
     def hang(self, method: str, path_prefix: str, times: int = 1) -> None:
         """Accept the next ``times`` requests ``method path...`` and never answer them, as a network
         that lets connections in but never carries an answer back (until the fake stops)."""
-        self._hanging.append([method, path_prefix, times])
+        self._faults.append([method, path_prefix, None, times])
 
-    async def _hang_if_asked(self, method: str, path: str) -> None:
-        for hanging in self._hanging:
-            if hanging[0] == method and path.startswith(hanging[1]) and hanging[2] > 0:
-                hanging[2] -= 1
-                self.hung += 1
-                await self._notify()
-                await self._stopping.wait()
-                return
-
-    def _failure(self, method: str, path: str) -> web.Response | None:
-        for failing in self._failing:
-            if failing[0] == method and path.startswith(failing[1]) and failing[3] > 0:
-                failing[3] -= 1
-                return error_response(failing[2], 0, f"{failing[2]}: Internal Server Error")
+    async def _fault(self, method: str, path: str) -> web.Response | None:
+        """The answer of the first fail() or hang() this request meets, else None (a hang waits for stop())."""
+        for fault in self._faults:
+            if fault[0] == method and path.startswith(fault[1]) and fault[3] > 0:
+                fault[3] -= 1
+                status = fault[2]
+                if status is None:
+                    self.hung += 1
+                    await self._notify()
+                    await self._stopping.wait()
+                    return error_response(503, 0, "503: Service Unavailable")  # no client waits for it any more
+                return error_response(status, 0, f"{status}: Internal Server Error")
         return None
 
     # -- running -------------------------------------------------------------------
@@ -1484,8 +1482,7 @@ class FakeDiscord:
     async def _answer(self, request: web.Request, path: str, body: Any, files: dict[str, bytes]) -> web.Response:
         if request.headers.get("Authorization") != f"Bot {self.token}":
             return error_response(401, 0, "401: Unauthorized")
-        await self._hang_if_asked(request.method, path)
-        if (failed := self._failure(request.method, path)) is not None:
+        if (failed := await self._fault(request.method, path)) is not None:
             return failed
         refused, headers, counted = self._take_rate_limits(request.method, path)
         if refused is not None:
