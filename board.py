@@ -179,7 +179,13 @@ class GuildBoard:
         grouping the members by XP in a plain loop, each group keeping the
         user ID order, and the groups taken from the most XP down.
         """
-        self._by_id = _ById(list(map(_first, rows)), list(map(_second, rows)))
+        user_ids: list[int] = []
+        xps: list[int] = []
+        for start in range(0, len(rows), CHUNK):  # a piece at a time: one pass over a million holds the GIL
+            piece = rows[start : start + CHUNK]
+            user_ids += map(_first, piece)
+            xps += map(_second, piece)
+        self._by_id = _ById(user_ids, xps)
         by_xp: dict[int, list[int]] = {}
         for user_id, xp in rows:
             if (group := by_xp.get(xp)) is None:
