@@ -33,12 +33,13 @@ import contextlib
 import itertools
 import logging
 import time
+from array import array
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 
 from board import GuildBoard
 from db import Database
 from storage.levels import new_flush_id
-from storage.records import AuditEntry, CannotUndo, DatabaseUnavailable, Unsaved, XpGain
+from storage.records import AuditEntry, CannotUndo, DatabaseUnavailable, Standing, Unsaved, XpGain
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ class XpTracker:
         delay = 0.5
         while True:
             try:
-                rows = await self.db.guild_xp(guild_id)
+                columns = await self.db.guild_columns(guild_id)
                 break
             except DatabaseUnavailable as exc:  # a server down or restarting: expected, no traceback
                 log.warning("could not read XP of guild %s (%s); retrying in %s s", guild_id, exc, delay)
@@ -142,7 +143,7 @@ class XpTracker:
                 log.exception("could not read XP of guild %s; retrying in %s s", guild_id, delay)
                 await asyncio.sleep(delay)  # a retry timer
                 delay = min(delay * 2, 30.0)
-        board = await _board_from(rows)
+        board = await _board_from(columns)
         for user_id, amount in guild.early.items():
             guild.early_base[user_id], _ = board.add(user_id, amount)
         guild.early.clear()
@@ -156,6 +157,26 @@ class XpTracker:
         if guild.board is None:
             await asyncio.wait_for(guild.loaded.wait(), timeout)
         return guild.board
+
+    async def standing(self, guild_id: int, user_id: int) -> Standing:
+        """A member's total XP (stored and pending), rank and how many members are ranked.
+
+        From the guild's board; while a big board is still being read after a
+        start (a few seconds for a million members), counted in the database
+        instead, so the first ``!level`` does not wait for it.
+        """
+        guild = self._guild(guild_id)
+        guild.last_used = self._clock()
+        if guild.board is None:
+            async with self._flush_lock:  # no flush moves XP from memory to the database meanwhile
+                if guild.board is None:
+                    held = self._held[1] if self._held else []
+                    unsaved = guild.pending.get(user_id, 0) + sum(
+                        pending.get(user_id, 0) for held_id, pending, _, _ in held if held_id == guild_id
+                    )
+                    return await self.db.standing(guild_id, user_id, unsaved)
+        board = guild.board
+        return Standing(board.xp_of(user_id), board.rank_of(user_id), len(board))
 
     async def award(
         self, guild_id: int, user_id: int, name: str, amount: int | None = None, cooldown: float | None = None
@@ -301,11 +322,11 @@ class XpTracker:
 
     async def _reread(self, guild_id: int) -> None:
         """Read a guild's board again from the database, plus what is pending (the flush lock is held)."""
-        rows = await self.db.guild_xp(guild_id)
+        columns = await self.db.guild_columns(guild_id)
         guild = self._guilds.get(guild_id)
         if guild is None or guild.board is None:
             return
-        board = await _board_from(rows)
+        board = await _board_from(columns)
         for user_id, amount in guild.pending.items():  # no flush ran meanwhile: pending is not in the rows
             board.add(user_id, amount)
         guild.board = board
@@ -456,11 +477,11 @@ class XpTracker:
         return unsaved
 
 
-async def _board_from(rows: list[tuple[int, int]]) -> GuildBoard:
-    """A board of ``rows`` (by user ID, as ``Database.guild_xp`` reads them); a big one built off the event loop."""
-    if len(rows) > 10_000:
-        return await asyncio.to_thread(GuildBoard.from_id_order, rows)
-    return GuildBoard.from_id_order(rows)
+async def _board_from(columns: tuple[array, array]) -> GuildBoard:
+    """A board of ``columns`` (as ``Database.guild_columns`` reads them); a big one built off the event loop."""
+    if len(columns[0]) > 10_000:
+        return await asyncio.to_thread(GuildBoard.from_columns, *columns)
+    return GuildBoard.from_columns(*columns)
 
 
 def _move(board: GuildBoard, entries: list[AuditEntry]) -> dict[int, tuple[int, int]]:

@@ -5,13 +5,15 @@ SQLite and, when a server answers, on PostgreSQL, then runs the real bot
 process (``tests/launcher.py``, as the end-to-end tests do) against the tests'
 fake Discord, in several rounds, the backends alternating. As soon as the
 bot's session is ready, a member of that guild says ``!level``; the guild's
-board is read on that first command. It prints, per backend, the median and
-worst of:
+board starts being read on that first message, and ``!level`` is answered
+from the database meanwhile. Then the member asks for ``!leaderboard``,
+which needs the board in memory. It prints, per backend, the median of:
 
   * from process start to READY (Python, imports, the database opened, login);
   * from process start to the ``!level`` answer: the cold start (target 1 s);
-  * the worst event-loop stall between the command and its answer, from a
-    probe in the bot's process that wakes every millisecond (target 20 ms).
+  * from process start to the ``!leaderboard`` answer: the board in memory;
+  * and the worst event-loop stall from the ``!level`` to that leaderboard,
+    from a probe in the bot's process that wakes every millisecond (target 20 ms).
 
 The PostgreSQL server is the one at ``TALLY_BENCH_POSTGRES_URL`` (default
 postgresql://postgres@127.0.0.1:5432/postgres; the database
@@ -33,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -74,8 +77,15 @@ async def fill_postgres(url: str, rows: list[tuple]) -> None:
         await conn.close()
 
 
-async def one_start(fake: FakeDiscord, env: dict[str, str], guild, channel, member) -> tuple[float, float, float]:
-    """Seconds to READY and to the !level answer, and the worst stall between the command and its answer."""
+class Start(NamedTuple):
+    ready: float  # seconds from process start to READY
+    answered: float  # to the first !level answered
+    loaded: float  # to the first !leaderboard answered: the board is in memory
+    stall: float  # the worst event-loop stall from the !level to that leaderboard
+
+
+async def one_start(fake: FakeDiscord, env: dict[str, str], guild, channel, member) -> Start:
+    """One start of the bot: a !level as soon as it is ready, then a !leaderboard."""
     fake.ready_session = None
     start = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
@@ -96,16 +106,20 @@ async def one_start(fake: FakeDiscord, env: dict[str, str], guild, channel, memb
         await fake.say(channel, member, "!level")
         post = await fake.wait_for_post(after=count, timeout=120, channel_id=channel.id)
         answered = time.perf_counter()
-        assert "Total XP" in str(post.embeds) or "XP" in post.content, post
+        assert "Total XP" in str(post.embeds), post
+        await fake.say(channel, member, "!leaderboard")  # answered from the board: once it is read
+        post = await fake.wait_for_post(after=count + 1, timeout=120, channel_id=channel.id)
+        loaded = time.perf_counter()
+        assert "Leaderboard" in str(post.embeds), post
     finally:
         process.terminate()
         await process.wait()
         await reader
-    # stalls over 2 ms that ended between the command and its answer, on the bot's clock
+    # stalls over 2 ms that ended between the command and the board's first page, on the bot's clock
     # (perf_counter is the same monotonic clock in both processes on Linux)
     stalls = [line.split() for line in lines if line.startswith("stall probe:")]
-    worst = max([float(parts[2]) for parts in stalls if asked <= float(parts[4]) <= answered] or [0.0])
-    return ready, answered - start, worst
+    worst = max([float(parts[2]) for parts in stalls if asked <= float(parts[4]) <= loaded] or [0.0])
+    return Start(ready, answered - start, loaded - start, worst)
 
 
 async def main() -> None:
@@ -124,7 +138,7 @@ async def main() -> None:
     url = await create_database(
         POSTGRES_ADMIN_URL, name, "PostgreSQL left out: no server answers at {server} ({error})"
     )
-    results: dict[str, list[tuple[float, float, float]]] = {}
+    results: dict[str, list[Start]] = {}
     try:
         with tempfile.TemporaryDirectory() as folder:
             started = time.perf_counter()
@@ -149,7 +163,8 @@ async def main() -> None:
                     figures = await one_start(fake, {**base, **backends[label]}, guild, channel, asker)
                     results.setdefault(label, []).append(figures)
                     line.append(
-                        f"{label} ready {figures[0]:.2f} s, answered {figures[1]:.2f} s, stall {figures[2] * 1000:.1f} ms"
+                        f"{label} ready {figures.ready:.2f} s, answered {figures.answered:.2f} s, "
+                        f"board {figures.loaded:.2f} s, stall {figures.stall * 1000:.1f} ms"
                     )
                 print(f"round {round_ + 1}: " + "; ".join(line), flush=True)
     finally:
@@ -158,12 +173,14 @@ async def main() -> None:
             await drop_database(POSTGRES_ADMIN_URL, name)
     print()
     for label, figures in results.items():
-        ready, answered, stalls = zip(*figures, strict=True)
+        ready, answered, loaded, stalls = zip(*figures, strict=True)
         verdict = "met" if statistics.median(answered) <= COLD_START_TARGET else "NOT met"
+        stalled = "met" if max(stalls) <= STALL_TARGET else "NOT met"
         print(
             f"{label:<11} READY {statistics.median(ready):.2f} s; first !level answered {statistics.median(answered):.2f} s "
-            f"(worst {max(answered):.2f} s; target <= {COLD_START_TARGET:.0f} s: {verdict}); "
-            f"worst stall while the board loads {max(stalls) * 1000:.1f} ms (target <= {STALL_TARGET * 1000:.0f} ms)"
+            f"(range {min(answered):.2f}-{max(answered):.2f} s; target <= {COLD_START_TARGET:.0f} s: {verdict}); "
+            f"board in memory {statistics.median(loaded):.2f} s; worst stall while the board loads "
+            f"{max(stalls) * 1000:.1f} ms (target <= {STALL_TARGET * 1000:.0f} ms: {stalled})"
         )
 
 

@@ -52,6 +52,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,15 +120,16 @@ def board_memory(rows: list[tuple[int, int]]) -> tuple[float, float]:
     """Bytes a member one guild's board holds, as tracemalloc traces them; and the seconds building it took
     from rows in user ID order (as the database reads them for the bot)."""
     rows = sorted(rows)
+    columns = array("Q", (user_id for user_id, _ in rows)), array("q", (xp for _, xp in rows))
     gc.collect()
     start = time.perf_counter()
-    board = GuildBoard.from_id_order(rows)
+    board = GuildBoard.from_columns(*columns)
     built = time.perf_counter() - start
     del board
     gc.collect()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
-    board = GuildBoard.from_id_order(rows)
+    board = GuildBoard.from_columns(*columns)
     gc.collect()
     held = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.stop()
@@ -149,10 +151,12 @@ def resident_growth(members: int) -> float:
 
 def print_resident_growth(members: int) -> None:
     rng = random.Random(members)
-    rows = [(u, skewed_xp(rng)) for u in sorted(rng.sample(range(10**17, 10**18), members))]
+    user_ids = sorted(rng.sample(range(10**17, 10**18), members))
+    columns = array("Q", user_ids), array("q", (skewed_xp(rng) for _ in user_ids))
+    del user_ids
     gc.collect()
     before = resident_bytes()
-    board = GuildBoard.from_id_order(rows)
+    board = GuildBoard.from_columns(*columns)
     gc.collect()
     growth = resident_bytes() - before
     assert len(board) == members

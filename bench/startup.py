@@ -15,7 +15,9 @@ in several rounds, it times:
                            index matches its table)
   Database.open            Tally's whole opening of the file, with every check
                            db.py makes at start-up (one ``PRAGMA quick_check(5)``
-                           among them, at the time of writing), cold then warm
+                           among them), cold then warm
+  Database.open as closed  the same of a file as Tally's last close left it
+                           (``<file>.closed`` records that): no page check
 
 and prints the file's size, the median and max seconds of each (wall clock,
 and CPU of the calling thread: SQLite does the work there), and how much of
@@ -58,6 +60,7 @@ GUILD_SHARES = (0.40, 0.30, 0.15, 0.10, 0.05)  # a few big servers and a tail
 GUILD_BASE = 100000000000000000
 DAY = 86400
 NOW = 1_795_000_000  # a fixed "now" (late 2026): the same file every run
+OPENS = ("Database.open", "Database.open as closed")  # a file changed since Tally closed it, and one as it closed it
 WORDS = ["nova", "pixel", "storm", "cat", "river", "ghost", "lemon", "byte", "echo", "mango", "frost", "owl", "zen"]
 KINDS = ["daily"] * 6 + ["level_up"] * 2 + ["transfer"] * 3 + ["give", "take", "set"]
 REASONS = ["spam", "being rude in #general", "posting invite links", "raid", "NSFW in a SFW channel", None]
@@ -271,8 +274,11 @@ def pragma(path: Path, statement: str) -> tuple[float, float, str]:
     return time.perf_counter() - wall, time.thread_time() - cpu, answer
 
 
-async def open_database(path: Path) -> tuple[float, float, str]:
-    """Wall seconds of Tally's Database.open (its SQL runs in aiosqlite's thread: no CPU figure)."""
+async def open_database(path: Path, as_closed: bool) -> tuple[float, float, str]:
+    """Wall seconds of Tally's Database.open (its SQL runs in aiosqlite's thread: no CPU figure): of a
+    file as Tally's last close left it (``<file>.closed`` says so: no page check), or of one changed since."""
+    if not as_closed:
+        path.with_name(path.name + ".closed").unlink(missing_ok=True)
     wall = time.perf_counter()
     db = await Database.open(path)
     elapsed = time.perf_counter() - wall
@@ -326,14 +332,14 @@ async def main() -> None:
         can_drop = True
         for round_ in range(1, args.rounds + 1):
             line = []
-            for label in [*checks, "Database.open"]:
+            for label in [*checks, *OPENS]:
                 for state in ("cold", "warm"):
                     if state == "cold":
                         can_drop = drop_from_cache(path)
                         if (fraction := cached_fraction(path)) is not None:
                             resident.append(fraction)
-                    if label == "Database.open":
-                        wall, cpu, answer = await open_database(path)
+                    if label in OPENS:
+                        wall, cpu, answer = await open_database(path, as_closed=label == OPENS[1])
                     else:
                         wall, cpu, answer = checks[label]()
                     answers.setdefault(label, set()).add(answer)
@@ -346,7 +352,7 @@ async def main() -> None:
         print()
         print(f"{'':<24}{'':<6}{'wall s':>19}{'CPU s':>20}")
         print(f"{'':<24}{'':<6}{'median':>9} {'max':>9}{'median':>10} {'max':>9}   answer")
-        for label in [*checks, "Database.open"]:
+        for label in [*checks, *OPENS]:
             for state in ("cold", "warm"):
                 runs = results[label, state]
                 print(
@@ -361,11 +367,12 @@ async def main() -> None:
 
         quick = statistics.median(w for w, _ in results["PRAGMA quick_check", "warm"])
         quick_cold = statistics.median(w for w, _ in results["PRAGMA quick_check", "cold"])
-        opened = statistics.median(w for w, _ in results["Database.open", "warm"])
-        opened_cold = statistics.median(w for w, _ in results["Database.open", "cold"])
+        opened = [statistics.median(w for w, _ in results[label, "warm"]) for label in OPENS]
+        opened_cold = [statistics.median(w for w, _ in results[label, "cold"]) for label in OPENS]
         print(
             f"\nquick_check on {counts['members']:,} members ({size / 2**20:,.0f} MiB): {quick:.2f} s warm, "
-            f"{quick_cold:.2f} s cold; a whole Database.open: {opened:.2f} s warm, {opened_cold:.2f} s cold"
+            f"{quick_cold:.2f} s cold; a whole Database.open: {opened[0]:.2f} s warm, {opened_cold[0]:.2f} s cold; "
+            f"of a file as Tally closed it: {opened[1]:.3f} s warm, {opened_cold[1]:.3f} s cold"
         )
 
 

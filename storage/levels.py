@@ -7,11 +7,14 @@ import itertools
 import json
 import secrets
 import time
+from array import array
 from collections.abc import Iterable
+from operator import itemgetter
 
-from storage.records import XpGain
+from storage.records import Standing, XpGain
 
 FLUSH_IDS_KEPT_MS = 3 * 86400 * 1000
+_first, _second = itemgetter(0), itemgetter(1)
 
 
 def new_flush_id() -> int:
@@ -73,6 +76,12 @@ LEDGER_LEVEL_UPS_SQLITE = (
 
 GUILD_XP = "SELECT user_id, xp FROM members WHERE guild_id = $1 AND xp > 0 ORDER BY user_id"
 
+# A member's rank counted in the database (see standing): those with more XP, or as much and a lower user ID.
+STANDING = (
+    "SELECT COALESCE(SUM(CASE WHEN xp > $2 OR (xp = $2 AND user_id < $3) THEN 1 ELSE 0 END), 0), COUNT(*) "
+    "FROM members WHERE guild_id = $1 AND xp > 0"
+)
+
 NAMES = {
     "sqlite": "SELECT user_id, name FROM members WHERE guild_id = $1 AND user_id IN (SELECT value FROM json_each($2))",
     "postgres": "SELECT user_id, name FROM members WHERE guild_id = $1 AND user_id = ANY($2::bigint[])",
@@ -115,12 +124,21 @@ class LevelsSQL:
         await self._store.write(add)
 
     async def guild_xp(self, guild_id: int) -> list[tuple[int, int]]:
-        """Every ``(user_id, xp)`` in the guild with XP (a reset member has none), by user ID: the order the
-        board keeps them in (free on SQLite, where the key is the row's address), so it has nothing to sort."""
-        rows: list[tuple[int, int]] = []
-        async for page in self._store.fetch_pages(GUILD_XP, guild_id):  # a page at a time: the loop runs between
-            rows += page
-        return rows
+        """Every ``(user_id, xp)`` in the guild with XP (a reset member has none), by user ID."""
+        return list(zip(*await self.guild_columns(guild_id), strict=True))
+
+    async def guild_columns(self, guild_id: int) -> tuple[array, array]:
+        """Every member of the guild with XP as two columns of 8-byte integers: user IDs ascending (the order
+        the board keeps them in; free on SQLite, where the key is the row's address), and their XP.
+
+        Read a page at a time into the columns: a million members never stand as a million Python tuples,
+        whose making, and the garbage collector's full passes over them, would stall the event loop.
+        """
+        user_ids, xps = array("Q"), array("q")
+        async for page in self._store.fetch_pages(GUILD_XP, guild_id):
+            user_ids.extend(map(_first, page))
+            xps.extend(map(_second, page))
+        return user_ids, xps
 
     async def member_xp(self, guild_id: int, user_id: int) -> int:
         """The XP stored for one member (0 when there is no row)."""
@@ -128,6 +146,19 @@ class LevelsSQL:
             "SELECT xp FROM members WHERE guild_id = $1 AND user_id = $2", guild_id, user_id
         )
         return xp or 0
+
+    async def standing(self, guild_id: int, user_id: int, unsaved: int) -> Standing:
+        """A member's standing counted in the database, for when their guild's board is not in memory.
+
+        ``unsaved`` is the member's XP not written yet; other members' unsaved
+        XP (a flush interval's worth) is not counted.
+        """
+        stored = await self.member_xp(guild_id, user_id)
+        xp = stored + unsaved
+        above, ranked = await self._store.fetchrow(STANDING, guild_id, xp, user_id)
+        if xp <= 0:
+            return Standing(xp, None, ranked)
+        return Standing(xp, above + 1, ranked + (stored <= 0))
 
     async def names(self, guild_id: int, user_ids: Iterable[int]) -> dict[int, str]:
         """Last known names of the given members (the IDs travel as one array: the query stays fixed)."""

@@ -202,12 +202,12 @@ class PostgresConnection:
         rows = await self.fetch(query, *args)
         return rows[0] if rows else None
 
-    async def fetch_pages(self, query: str, *args: Any, size: int) -> AsyncIterator[list[tuple]]:
+    async def fetch_pages(self, query: str, *args: Any, size: int) -> AsyncIterator[list[asyncpg.Record]]:
         """PostgresStore.fetch_pages on this connection."""
         async with self._conn.transaction(readonly=True):
             cursor = await self._conn.cursor(query, *args)
             while page := await cursor.fetch(size, timeout=self._timeout):
-                yield list(map(tuple, page))
+                yield page
 
     async def fetchval(self, query: str, *args: Any) -> Any:
         row = await self.fetchrow(query, *args)
@@ -301,13 +301,13 @@ class PostgresStore:
         async with self._connection() as conn:
             return await conn.fetchrow(query, *args)
 
-    async def fetch_pages(self, query: str, *args: Any, size: int = PAGE_ROWS) -> AsyncIterator[list[tuple]]:
-        """A big read through a cursor (one snapshot), as plain tuples, ``size`` rows at a time.
+    async def fetch_pages(self, query: str, *args: Any, size: int = PAGE_ROWS) -> AsyncIterator[list[asyncpg.Record]]:
+        """A big read through a cursor (one snapshot), ``size`` records at a time.
 
         A million records fetched at once stall the event loop: each is a
         container the garbage collector tracks, and its full collections
-        over them grow to 90 ms while they pile up. Turned into tuples of
-        numbers a page at a time, they leave the collector's view.
+        over them grow to 90 ms while they pile up. The caller takes what it
+        needs from each page before the next comes.
         """
         async with self._connection() as conn:
             async for page in conn.fetch_pages(query, *args, size=size):

@@ -47,6 +47,14 @@ class XpGain(NamedTuple):
     coins: int = 0  # level-up coins, written with the XP that earned them
 
 
+class Standing(NamedTuple):
+    """A member's place in their server: total XP, rank (None without XP) and how many members are ranked."""
+
+    xp: int
+    rank: int | None
+    ranked: int
+
+
 class Unsaved(NamedTuple):
     """Gains a shutdown could not write, with the flush ID they were (or would have been) sent under."""
 

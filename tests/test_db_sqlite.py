@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import logging
 import re
 import sqlite3
 from pathlib import Path
@@ -95,6 +96,34 @@ async def test_a_damaged_schema_is_refused_naming_what_is_missing(tmp_path):
     sqlite_file(path, "ALTER TABLE members DROP COLUMN first_seen")
     with pytest.raises(DatabaseRefused, match="lacks column members.first_seen"):
         await Database.open(path)
+
+
+async def a_closed_file_of_3000_members(path: Path) -> None:
+    db = await Database.open(path)
+    await db.add_xp([XpGain(GUILD, user, user, f"member {user}", 0) for user in range(1, 3001)])
+    await db.close()
+
+
+async def test_a_file_as_tally_closed_it_is_opened_without_checking_every_page_again(tmp_path, caplog):
+    path = tmp_path / "tally.db"
+    await a_closed_file_of_3000_members(path)
+    with caplog.at_level(logging.DEBUG, logger="storage.sqlite"):
+        db = await Database.open(path)
+    assert "as Tally closed it: its pages are not checked again" in caplog.text
+    assert not (tmp_path / "tally.db.closed").exists()  # used once: a stop that is not clean leaves none
+    assert await db.member_xp(GUILD, 3000) == 3000
+    await db.close()
+
+
+async def test_a_file_changed_after_tally_closed_it_is_checked_again_and_a_damaged_page_refused(tmp_path, caplog):
+    path = tmp_path / "tally.db"
+    await a_closed_file_of_3000_members(path)
+    with open(path, "r+b") as file:  # a byte editor's work: garbage over a page of the members table
+        file.seek(10 * 4096)
+        file.write(b"\xff" * 64)
+    with caplog.at_level(logging.DEBUG, logger="storage.sqlite"), pytest.raises(DatabaseRefused, match="is damaged"):
+        await Database.open(path)
+    assert "not checked again" not in caplog.text
 
 
 # A made-up next version, to exercise the upgrade machinery itself.

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 
 import pytest
 
 import board as board_module
-from db import Database, DatabaseBusy
+from db import Database, DatabaseBusy, XpGain
+from storage.records import Standing
 from xp import GuildBoard, XpTracker
 
 GUILD = 222222222222222222
@@ -246,19 +248,61 @@ def test_board_agrees_with_a_plain_sort_through_splits_removals_and_reads_betwee
     assert board.rank_of(261) is None
 
 
-@pytest.mark.parametrize("chunk", [3, 2048])
-def test_a_board_built_from_rows_in_user_id_order_is_the_same_board(monkeypatch, chunk):
+async def test_a_standing_counted_in_the_database_agrees_with_the_board(db):
+    """While a guild's board is not in memory, a standing is counted in the database, with the member's
+    own unsaved XP: the same XP, rank (ties to the lower user ID) and members ranked as a board's."""
+    stored = {1: 50, 2: 50, 3: 10, 4: 90, 5: 0}  # 5 was reset: not ranked
+    await db.add_xp([XpGain(GUILD, user, xp, f"m{user}", 0) for user, xp in stored.items()])
+    unsaved = {3: 40, 6: 20}  # 3 reaches 50, tied with 1 and 2; 6 has no row yet
+    for user in [1, 2, 3, 4, 5, 6, 7]:
+        own = unsaved.get(user, 0)
+        board = GuildBoard({**stored, user: stored.get(user, 0) + own}.items())
+        expected = (board.xp_of(user), board.rank_of(user), len(board))
+        assert await db.standing(GUILD, user, own) == expected
+    assert await db.standing(GUILD, 3, 40) == (50, 4, 4)
+    assert await db.standing(GUILD, 6, 20) == (20, 4, 5)
+    assert await db.standing(GUILD, 5, 0) == (0, None, 4)
+
+
+async def test_the_first_level_after_a_start_does_not_wait_for_the_board_and_counts_unsaved_xp(db):
+    await db.add_xp([XpGain(GUILD, 1, 50, "m1", 0), XpGain(GUILD, 2, 30, "m2", 0)])
+    t = tracker(db, cooldown=0)
+    # A chatting member's XP is recorded at once; its totals wait for the board, read from here on.
+    earned = asyncio.ensure_future(t.award(GUILD, 2, "m2", 25))
+
+    async def level() -> tuple[bool, Standing]:
+        loading = t._guilds[GUILD].board is None  # (tasks start in order: the award's has run, the read's not)
+        return loading, await t.standing(GUILD, 2)
+
+    loading, standing = await asyncio.ensure_future(level())
+    assert loading
+    assert standing == (55, 1, 2)
+    assert await asyncio.wait_for(earned, 10) == (30, 55)
+    assert await t.standing(GUILD, 2) == standing  # and the board, now read, agrees
+
+
+@pytest.mark.parametrize(("chunk", "sort_piece"), [(3, 7), (2048, 32768)])
+@pytest.mark.parametrize("distinct", ["few", "many"])
+def test_a_board_built_from_columns_in_user_id_order_ranks_as_a_plain_sort_does(
+    monkeypatch, chunk, sort_piece, distinct
+):
     import random
+    from array import array
 
     monkeypatch.setattr(board_module, "CHUNK", chunk)
+    monkeypatch.setattr(board_module, "SORT_PIECE", sort_piece)
     rng = random.Random(5)
-    rows = sorted((user, rng.choice([5, 5, 10, 15, 400, 10**12])) for user in rng.sample(range(1, 10**6), 3000))
-    built, plain = GuildBoard.from_id_order(rows), GuildBoard(rows)
-    assert built.page(0, len(rows)) == plain.page(0, len(rows))  # XP down, then lower user ID
-    assert [built.rank_of(user) for user, _ in rows] == [plain.rank_of(user) for user, _ in rows]
+    values = [5, 5, 10, 15, 400, 10**12] if distinct == "few" else range(1, 10**9)
+    rows = sorted((user, rng.choice(values)) for user in rng.sample(range(1, 10**6), 3000))
+    built = GuildBoard.from_columns(array("Q", [u for u, _ in rows]), array("q", [xp for _, xp in rows]))
+    expected = sorted(rows, key=lambda row: (-row[1], row[0]))  # XP down, then lower user ID
+    assert built.page(0, len(rows)) == expected
+    assert [built.rank_of(user) for user, _ in expected] == list(range(1, len(rows) + 1))
     assert [built.xp_of(user) for user, _ in rows] == [xp for _, xp in rows]
     assert built.add(rows[0][0], 1) == (rows[0][1], rows[0][1] + 1) and len(built) == len(rows)
-    assert GuildBoard.from_id_order([]).page(0, 10) == [] and len(GuildBoard.from_id_order([])) == 0
+    assert GuildBoard(rows).page(0, len(rows)) == expected  # rows in any order: the same board
+    empty = GuildBoard.from_columns(array("Q"), array("q"))
+    assert empty.page(0, 10) == [] and len(empty) == 0 and empty.rank_of(1) is None
 
 
 def test_board_ranks_and_pages_agree_with_a_plain_sort_under_random_changes():
