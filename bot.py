@@ -131,8 +131,8 @@ class Tally(commands.AutoShardedBot):
         # What stands now (modules, commands, the settings) lives as long as the bot, and a full pass of
         # the garbage collector over it takes about 20 ms: the event loop stalled whenever one ran (every
         # few hundred milliseconds while a big board loads). Frozen, it is no longer walked; whatever is
-        # made from here on is collected as before.
-        gc.collect()
+        # made from here on is collected as before. (No collection first: it would cost the start as
+        # much, for the little garbage importing leaves.)
         gc.freeze()
 
     async def get_prefix(self, message: discord.Message) -> list[str]:

@@ -119,6 +119,8 @@ async def one_start(fake: FakeDiscord, env: dict[str, str], guild, channel, memb
     # (perf_counter is the same monotonic clock in both processes on Linux)
     stalls = [line.split() for line in lines if line.startswith("stall probe:")]
     worst = max([float(parts[2]) for parts in stalls if asked <= float(parts[4]) <= loaded] or [0.0])
+    if os.environ.get("TALLY_BENCH_SHOW_STALLS"):
+        print("".join(line for line in lines if line.startswith(("stall probe:", "gc pass:"))), end="")
     return Start(ready, answered - start, loaded - start, worst)
 
 

@@ -8,12 +8,14 @@ by default discord.py picks zstd-stream when zstandard is installed), then runs
 bot.py as ``__main__``. With TALLY_STALL_PROBE=1 (bench/coldstart.py) a task
 wakes every millisecond on the bot's event loop and prints each time it
 woke more than 2 ms late, ``stall probe: <seconds> at <perf_counter>``, to
-stderr.
+stderr, and each pass of the garbage collector over 2 ms, ``gc pass: <seconds>
+generation <n>``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import runpy
 import sys
@@ -43,6 +45,14 @@ if os.environ.get("TALLY_STALL_PROBE") == "1":
             now = time.perf_counter()
             if (late := now - before - 0.001) > 0.002:
                 print(f"stall probe: {late:.6f} at {now:.6f}", file=sys.stderr, flush=True)
+
+    def _timed(phase: str, info: dict, started: list[float] = [0.0]) -> None:  # noqa: B006 (the start, kept)
+        if phase == "start":
+            started[0] = time.perf_counter()
+        elif (took := time.perf_counter() - started[0]) > 0.002:
+            print(f"gc pass: {took:.6f} generation {info['generation']}", file=sys.stderr, flush=True)
+
+    gc.callbacks.append(_timed)
 
     async def _with_probe(main):
         probe = asyncio.create_task(_probe())
