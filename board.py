@@ -213,6 +213,11 @@ class GuildBoard:
         self._changed[user_id] = after = before + amount
         return before, after
 
+    @property
+    def unsettled(self) -> int:
+        """Members changed since the last settle."""
+        return len(self._changed)
+
     def settle(self, limit: int | None = None) -> bool:
         """Move the members changed since the last read to their place (at most ``limit`` of them);
         True when none is left to move."""
