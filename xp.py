@@ -35,6 +35,7 @@ import logging
 import time
 from array import array
 from collections.abc import Awaitable, Callable, Iterable, Iterator
+from operator import itemgetter
 
 from board import GuildBoard
 from db import Database
@@ -47,6 +48,7 @@ SETTLE_PIECE = 500  # board changes settled between two turns of the event loop 
 
 # One guild's detached share of a flush: guild ID, pending XP, names, level-up coins.
 _Batch = tuple[int, dict[int, int], dict[int, str], dict[int, int]]
+_first = itemgetter(0)
 
 
 class _Guild:
@@ -517,9 +519,11 @@ def _members(batch: Iterable[_Batch]) -> int:
 
 
 def _gains(batch: list[_Batch]) -> Iterator[XpGain]:
-    """The detached gains as rows to write: XP and level-up coins per member (read in the database's
-    worker thread: nothing changes a batch once it is detached)."""
+    """The detached gains as rows to write: XP and level-up coins per member, in key order (read in the
+    database's worker thread: nothing changes a batch once it is detached). Sorted here, by plain user
+    IDs a guild at a time, the rows cost the database layer's sort one pass: a sort of 15,000 rows as
+    tuples held the GIL for about 12 ms."""
     seen_at = int(time.time())
-    for guild_id, pending, names, coins in batch:
-        for user_id in pending.keys() | coins.keys():
+    for guild_id, pending, names, coins in sorted(batch, key=_first):
+        for user_id in sorted(pending.keys() | coins.keys()):
             yield XpGain(guild_id, user_id, pending.get(user_id, 0), names[user_id], seen_at, coins.get(user_id, 0))
