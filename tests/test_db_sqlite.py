@@ -291,12 +291,21 @@ SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|PRAGMA|WITH)\b")
 
 
 def sql_texts() -> list[tuple[str, str]]:
-    """Every SQL statement Tally's code and scripts hold: (where, text)."""
+    """Every SQL statement Tally's code and scripts hold: (where, text); a constant named ``*_POSTGRES``
+    is marked ``(PostgreSQL's)`` in its where."""
     found = []
     for path in sorted(ROOT.glob("*.py")) + sorted((ROOT / "storage").glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        postgres_only = {
+            id(node.value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Assign)
+            and any(isinstance(target, ast.Name) and target.id.endswith("_POSTGRES") for target in node.targets)
+        }
+        for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and SQL.search(node.value):
-                found.append((f"{path.name}:{node.lineno}", node.value))
+                mark = " (PostgreSQL's)" if id(node) in postgres_only else ""
+                found.append((f"{path.name}:{node.lineno}{mark}", node.value))
     for path in [ROOT / "schema.sql", *sorted((ROOT / "migrations" / "sqlite").glob("*.sql"))]:
         found.append((path.name, path.read_text(encoding="utf-8")))
     return found
@@ -312,7 +321,8 @@ def test_the_sql_needs_nothing_newer_than_sqlite_3_35():
         if token in " ".join(text.lower().split())
     ]
     postgres_only = ("postgres.py", "0002_coins_and_cases.sql")  # PostgreSQL's own statements are not SQLite's
-    assert [p for p in problems if not p.startswith(postgres_only)] == []
+    assert [p for p in problems if not p.startswith(postgres_only) and "(PostgreSQL's)" not in p] == []
+    assert any("levels.py" in where and "(PostgreSQL's)" in where for where, _ in texts)  # the mark is seen
 
 
 async def test_an_older_sqlite_than_tally_needs_is_refused_in_one_line(tmp_path, monkeypatch):
