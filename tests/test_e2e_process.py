@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import gc
 import platform
 import signal
 import ssl
 import tomllib
+import weakref
 
 import aiohttp
 import discord
 import pytest
 from aiohttp.client_reqrep import ConnectionKey
 
-from bot import unreachable
+from bot import freeze_caches, unreachable
 from tests.conftest import ROOT
 from tests.helpers import field
 
@@ -201,3 +203,25 @@ async def test_files_other_users_could_read_are_named_once_and_tallys_own_are_pr
         bot = await tally()
         assert await bot.stop() == 0
         assert "(mode 644) and it holds every member's data: chmod 600" in bot.log
+
+
+class _Cached:
+    """Stands for a server's cached objects, which refer to each other (a channel to its server...)."""
+
+
+def test_frozen_caches_stay_out_of_the_collectors_way_and_are_collected_once_dropped():
+    server = _Cached()
+    server.channel = _Cached()
+    server.channel.guild = server  # a cycle, as in discord.py's caches
+    gone = weakref.ref(server)
+    try:
+        freeze_caches(collect=False)
+        assert gc.get_freeze_count() > 0
+        del server
+        gc.collect()
+        assert gone() is not None  # frozen cycles are never collected: why dropping caches collects first
+        freeze_caches(collect=True)
+        assert gone() is None
+        assert gc.get_freeze_count() > 0  # and what stands is frozen again
+    finally:
+        gc.unfreeze()  # the rest of this test process as it was
