@@ -142,6 +142,9 @@ class Tally(commands.AutoShardedBot):
             except commands.ExtensionError:
                 log.exception("could not load the %s extension; its commands are unavailable", extension)
         self.xp.start()
+        # The worker thread the first big board is built in, started now: starting it then made the event
+        # loop wait until the new thread ran, on a busy machine up to 45 ms.
+        await asyncio.to_thread(int)
         # What stands now (modules, commands, the settings) lives as long as the bot, and a full pass of
         # the garbage collector over it takes about 20 ms: the event loop stalled whenever one ran (every
         # few hundred milliseconds while a big board loads). Frozen, it is no longer walked; whatever is
