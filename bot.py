@@ -56,8 +56,8 @@ EVERYTHING_PERMISSIONS = LEVELS_PERMISSIONS | 2 | 4
 
 
 def freeze_caches(*, collect: bool) -> None:
-    """Freeze what stands now (discord.py's caches of servers, channels and members) out of the garbage
-    collector's full passes: one walked a cache of 270,000 members for 13-18 ms, and a bigger cache for
+    """Freeze what stands now (the bot as loaded; later discord.py's caches of servers, channels and
+    members) out of the garbage collector's full passes: one walked a cache of 270,000 members for 13-18 ms, and a bigger cache for
     longer, stalling the event loop each time. Frozen objects are still freed when nothing refers to
     them, but never as cycles; a server's objects refer to each other, so when caches are dropped (a
     server left, a new session) ``collect`` first collects everything once (one pass, then frozen again).
@@ -147,10 +147,9 @@ class Tally(commands.AutoShardedBot):
         await asyncio.to_thread(int)
         # What stands now (modules, commands, the settings) lives as long as the bot, and a full pass of
         # the garbage collector over it takes about 20 ms: the event loop stalled whenever one ran (every
-        # few hundred milliseconds while a big board loads). Frozen, it is no longer walked; whatever is
-        # made from here on is collected as before. (No collection first: it would cost the start as
-        # much, for the little garbage importing leaves.) The servers' caches follow on_shard_ready.
-        gc.freeze()
+        # few hundred milliseconds while a big board loads). (No collection first: it would cost the start
+        # as much, for the little garbage importing leaves.) The servers' caches follow on_shard_ready.
+        freeze_caches(collect=False)
 
     async def get_prefix(self, message: discord.Message) -> list[str]:
         """The guild's prefix (from memory, never a query), then a mention of the bot."""
@@ -201,19 +200,21 @@ class Tally(commands.AutoShardedBot):
         if content.startswith(server.prefix) or content.startswith(self._mention_prefixes):
             return False
         channel_id = int(data["channel_id"])
-        thread = guild.get_thread(channel_id)  # a thread earns as its parent channel does
+        channel = guild.get_channel_or_thread(channel_id)
+        parent_id = (
+            channel.parent_id if isinstance(channel, discord.Thread) else channel_id
+        )  # a thread earns as its parent
         role_ids = map(int, member.get("roles", ())) if server.noxp_roles or server.role_multipliers else ()
-        amount = self.xp_earned(server, thread.parent_id if thread is not None else channel_id, role_ids)
+        amount = self.xp_earned(server, parent_id, role_ids)
         if amount:
             name = member.get("nick") or author.get("global_name") or author["username"]
             gain = self.xp.award_now(guild.id, int(author["id"]), name, amount, server.cooldown)
             if gain is False:  # the board is still being read: on_message waits for it
                 return False
             if gain is not None and self._levels_moved(server, *gain):
-                channel, _ = self._connection._get_guild_channel(data)
-                message = discord.Message(state=self._connection, channel=channel, data=data)  # type: ignore[arg-type]
+                where, _ = self._connection._get_guild_channel(data)
+                message = discord.Message(state=self._connection, channel=where, data=data)  # type: ignore[arg-type]
                 self.dispatch("chat_gain", message, server, *gain)
-        channel = guild.get_channel_or_thread(channel_id)
         if channel is not None and hasattr(channel, "last_message_id"):
             channel.last_message_id = int(data["id"])  # as discord.py's parser keeps it
         return True
@@ -561,11 +562,13 @@ class Leveling(commands.Cog):
         if member.bot:
             await ctx.send(f"{plain(member.display_name)} is a bot; bots don't earn XP.")
             return
-        xp, rank, ranked = await self.bot.xp.standing(ctx.guild.id, member.id)
-        if rank is not None and not self.bot.settings_of(ctx.guild).show_departed:
-            present = await self._present(ctx.guild, await self.bot.xp.board(ctx.guild.id))  # among those still here
+        if self.bot.settings_of(ctx.guild).show_departed:
+            xp, rank, ranked = await self.bot.xp.standing(ctx.guild.id, member.id)
+        else:  # ranks among the members still here: from the board (and the member list) only
+            board = await self.bot.xp.board(ctx.guild.id)
+            present = await self._present(ctx.guild, board)
             ranks = (i for i, (user_id, _) in enumerate(present, start=1) if user_id == member.id)
-            rank, ranked = next(ranks, None), len(present)
+            xp, rank, ranked = board.xp_of(member.id), next(ranks, None), len(present)
         if rank is None:
             who = "You haven't" if member == ctx.author else f"{plain(member.display_name)} hasn't"
             await ctx.send(f"{who} earned any XP in this server yet. Chatting earns XP.")

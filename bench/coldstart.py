@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
-from common import POSTGRES_ADMIN_URL, create_database, drop_database, skewed_xp  # noqa: E402
+from common import POSTGRES_ADMIN_URL, StallMonitor, create_database, drop_database, skewed_xp  # noqa: E402
 
 from db import Database  # noqa: E402
 from tests.fake_discord import FakeDiscord  # noqa: E402
@@ -87,16 +87,6 @@ class Start(NamedTuple):
     noise: float  # the worst stall of this bench's own, mostly idle, event loop meanwhile: the machine's
 
 
-async def worst_lateness(stop: asyncio.Event) -> float:
-    """How late, at worst, this process's loop woke from 1 ms sleeps until ``stop``: the machine's noise."""
-    worst = 0.0
-    while not stop.is_set():
-        before = time.perf_counter()
-        await asyncio.sleep(0.001)
-        worst = max(worst, time.perf_counter() - before - 0.001)
-    return worst
-
-
 async def one_start(fake: FakeDiscord, env: dict[str, str], guild, channel, member) -> Start:
     """One start of the bot: a !level as soon as it is ready, then a !leaderboard."""
     fake.ready_session = None
@@ -115,8 +105,8 @@ async def one_start(fake: FakeDiscord, env: dict[str, str], guild, channel, memb
         await fake.wait_until_ready(timeout=60)
         ready = time.perf_counter() - start
         count = len(fake.posts)
-        stop = asyncio.Event()
-        noise = asyncio.create_task(worst_lateness(stop))
+        noise = StallMonitor()  # this bench's own, mostly idle, loop: what the machine adds
+        noise.start()
         asked = time.perf_counter()
         await fake.say(channel, member, "!level")
         post = await fake.wait_for_post(after=count, timeout=120, channel_id=channel.id)
@@ -125,7 +115,7 @@ async def one_start(fake: FakeDiscord, env: dict[str, str], guild, channel, memb
         await fake.say(channel, member, "!leaderboard")  # answered from the board: once it is read
         post = await fake.wait_for_post(after=count + 1, timeout=120, channel_id=channel.id)
         loaded = time.perf_counter()
-        stop.set()
+        await noise.stop()
         assert "Leaderboard" in str(post.embeds), post
     finally:
         process.terminate()
@@ -137,7 +127,7 @@ async def one_start(fake: FakeDiscord, env: dict[str, str], guild, channel, memb
     worst = max([float(parts[2]) for parts in stalls if asked <= float(parts[4]) <= loaded] or [0.0])
     if os.environ.get("TALLY_BENCH_SHOW_STALLS"):
         print("".join(line for line in lines if line.startswith(("stall probe:", "gc pass:"))), end="")
-    return Start(ready, answered - start, loaded - start, worst, await noise)
+    return Start(ready, answered - start, loaded - start, worst, noise.worst)
 
 
 async def main() -> None:

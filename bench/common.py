@@ -25,6 +25,7 @@ import json
 import os
 import random
 import statistics
+import time
 import urllib.parse
 import zlib
 
@@ -415,3 +416,24 @@ def message_answer(message_id: int, channel_id: int, author: dict, content: str,
 def p50_p99(samples: list[float]) -> tuple[float, float]:
     ordered = sorted(samples)
     return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+class StallMonitor:
+    """Wakes every millisecond and records how late it woke: the loop's worst stall."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self._task: asyncio.Task | None = None
+
+    async def _run(self) -> None:
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(0.001)
+            self.worst = max(self.worst, time.perf_counter() - before - 0.001)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="stall-monitor")
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)

@@ -75,6 +75,7 @@ import discord  # noqa: E402
 from common import (  # noqa: E402
     EMPTY_TABLES,
     POSTGRES_ADMIN_URL,
+    StallMonitor,
     as_launched,
     bot_user,
     compress,
@@ -231,27 +232,6 @@ async def tutorial_bot(folder: Path) -> tuple[commands.Bot, object]:
 
 
 # -- feeding and timing ---------------------------------------------------------------
-
-
-class StallMonitor:
-    """Wakes every millisecond and records how late it woke: the loop's worst stall."""
-
-    def __init__(self) -> None:
-        self.worst = 0.0
-        self._task: asyncio.Task | None = None
-
-    async def _run(self) -> None:
-        while True:
-            before = time.perf_counter()
-            await asyncio.sleep(0.001)
-            self.worst = max(self.worst, time.perf_counter() - before - 0.001)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="stall-monitor")
-
-    async def stop(self) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
 
 
 async def run_variant(make, setup: list[bytes], frames: list[bytes], profile: cProfile.Profile | None = None):

@@ -46,7 +46,9 @@ if os.environ.get("TALLY_STALL_PROBE") == "1":
             if (late := now - before - 0.001) > 0.002:
                 print(f"stall probe: {late:.6f} at {now:.6f}", file=sys.stderr, flush=True)
 
-    def _timed(phase: str, info: dict, started: list[float] = [0.0]) -> None:  # noqa: B006 (the start, kept)
+    started = [0.0]  # when the garbage collector's pass under way began
+
+    def _timed(phase: str, info: dict) -> None:
         if phase == "start":
             started[0] = time.perf_counter()
         elif (took := time.perf_counter() - started[0]) > 0.002:
