@@ -27,10 +27,12 @@ import heapq
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
+from itertools import chain, islice
 from operator import itemgetter, neg
 
 CHUNK = 2048  # a chunk splits in two past twice this
-SORT_PIECE = 32768  # values sorted in one call while a board is built (a few milliseconds)
+SORT_PIECE = 8192  # values sorted in one call while a board is built (about a millisecond)
+XP_GROUPS = 256  # small dicts the members are counted by XP in while a board is built (a power of two)
 _first, _second = itemgetter(0), itemgetter(1)
 
 
@@ -176,23 +178,34 @@ class GuildBoard:
     def _fill(self, user_ids: array, xps: array) -> None:
         """Build from columns in user ID order, in steps a worker thread can be interrupted between.
 
-        No step holds the GIL long (sorting a million members would, for a
-        fifth of a second, stalling the event loop): the rank order comes from
-        grouping the members by XP in a plain loop, each group keeping the
-        user ID order, and the groups taken from the most XP down.
+        No step holds the GIL long, as the event loop waits for it meanwhile: not a sort of the million
+        members (a fifth of a second), nor a dict of a million distinct XP values growing or being freed
+        (30 ms each), nor a million containers for the garbage collector's passes to walk (a pass grew to
+        50 ms). The members are counted by XP, the counts turned into where each XP's members start in
+        rank order (from the most XP down), and each member put in place in user ID order, which keeps
+        ties by user ID. The counts are kept in ``XP_GROUPS`` small dicts of plain integers, which the
+        collector does not track, and freed one at a time.
         """
         self._by_id = _ById(user_ids, xps)
-        by_xp: dict[int, array] = {}
+        groups: list[dict[int, int]] = [{} for _ in range(XP_GROUPS)]  # XP -> members with it, then where they start
+        mask = XP_GROUPS - 1
+        for xp in xps:
+            group = groups[xp & mask]
+            group[xp] = group.get(xp, 0) + 1
+        start, negs = 0, array("q")
+        for xp in _descending(chain.from_iterable(groups)):
+            group = groups[xp & mask]
+            count = group[xp]
+            group[xp] = start
+            start += count
+            negs += array("q", (-xp,)) * count
+        ids = array("Q", (0,)) * len(user_ids)
         for user_id, xp in zip(user_ids, xps, strict=True):
-            if (group := by_xp.get(xp)) is None:
-                by_xp[xp] = array("Q", (user_id,))
-            else:
-                group.append(user_id)
-        negs, ids = array("q"), array("Q")
-        for xp in _descending(list(by_xp)):
-            group = by_xp.pop(xp)
-            ids += group
-            negs += array("q", (-xp,)) * len(group)
+            group = groups[xp & mask]
+            ids[at := group[xp]] = user_id
+            group[xp] = at + 1
+        for group in groups:
+            group.clear()
         self._by_rank = _ByRank(negs, ids)
         self._changed: dict[int, int] = {}  # user -> XP now, not yet in the sequences
 
@@ -246,8 +259,10 @@ class GuildBoard:
         return self._by_rank.slice(start, count)
 
 
-def _descending(values: list[int]) -> Iterator[int]:
+def _descending(values: Iterable[int]) -> Iterator[int]:
     """``values`` from the highest down, sorted a piece at a time and merged in a plain loop: one sort
     of a million distinct values would hold the GIL for a fifth of a second."""
-    pieces = [sorted(values[i : i + SORT_PIECE], reverse=True) for i in range(0, len(values), SORT_PIECE)]
+    values, pieces = iter(values), []
+    while piece := sorted(islice(values, SORT_PIECE), reverse=True):
+        pieces.append(array("q", piece))  # one object for the garbage collector, not thousands
     return heapq.merge(*pieces, reverse=True)

@@ -1,11 +1,12 @@
 """How long from ``python bot.py`` to the first ``!level`` answered in a server of 1,000,000 members?
 
-Fills a database with one guild of ``--members`` members (skewed XP), on
-SQLite and, when a server answers, on PostgreSQL, then runs the real bot
-process (``tests/launcher.py``, as the end-to-end tests do) against the tests'
-fake Discord, in several rounds, the backends alternating. As soon as the
-bot's session is ready, a member of that guild says ``!level``; the guild's
-board starts being read on that first message, and ``!level`` is answered
+Fills a database with one guild of ``--members`` members (skewed XP, or with
+``--distinct-xp`` every member's different), on SQLite and, when a server
+answers, on PostgreSQL, then runs the real bot process (``tests/launcher.py``,
+as the end-to-end tests do) against the tests' fake Discord, in several
+rounds, the backends alternating. As soon as the bot's session is ready, a
+member of that guild says ``!level``; the guild's board starts being read on
+that first message, and ``!level`` is answered
 from the database meanwhile. Then the member asks for ``!leaderboard``,
 which needs the board in memory. It prints, per backend, the median of:
 
@@ -23,6 +24,7 @@ postgresql://postgres@127.0.0.1:5432/postgres; the database
 
     .venv/bin/python bench/coldstart.py                  # 1,000,000 members, 5 rounds
     .venv/bin/python bench/coldstart.py --members 100000 --rounds 3
+    .venv/bin/python bench/coldstart.py --distinct-xp    # every member a different XP
 """
 
 from __future__ import annotations
@@ -53,10 +55,13 @@ COLD_START_TARGET = 1.0  # seconds
 STALL_TARGET = 0.020
 
 
-def member_rows(guild_id: int, members: int, extra: list[int]) -> list[tuple]:
+def member_rows(guild_id: int, members: int, extra: list[int], distinct: bool) -> list[tuple]:
+    """The guild's members: XP skewed as chatting earns it (a few hundred distinct values), or
+    ``distinct``, every member's different (the most work a board's build can be given)."""
     rng = random.Random(members)
     user_ids = rng.sample(range(10**17, 10**18), members) + extra
-    return [(guild_id, u, skewed_xp(rng), f"member{u % 100000}", 1_700_000_000) for u in user_ids]
+    xps = rng.sample(range(1, 10 * len(user_ids)), len(user_ids)) if distinct else [skewed_xp(rng) for _ in user_ids]
+    return [(guild_id, u, xp, f"member{u % 100000}", 1_700_000_000) for u, xp in zip(user_ids, xps, strict=True)]
 
 
 async def fill_sqlite(path: Path, rows: list[tuple]) -> None:
@@ -126,6 +131,7 @@ async def one_start(fake: FakeDiscord, env: dict[str, str], guild, channel, memb
     stalls = [line.split() for line in lines if line.startswith("stall probe:")]
     worst = max([float(parts[2]) for parts in stalls if asked <= float(parts[4]) <= loaded] or [0.0])
     if os.environ.get("TALLY_BENCH_SHOW_STALLS"):
+        print(f"the command at {asked:.6f}, the board in memory at {loaded:.6f}")
         print("".join(line for line in lines if line.startswith(("stall probe:", "gc pass:"))), end="")
     return Start(ready, answered - start, loaded - start, worst, noise.worst)
 
@@ -134,6 +140,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--distinct-xp", action="store_true", help="every member a different XP")
     args = parser.parse_args()
 
     fake = FakeDiscord()
@@ -141,7 +148,7 @@ async def main() -> None:
     channel = fake.add_channel(guild, "general")
     asker = fake.add_member(guild, "asker")
     await fake.start()
-    rows = member_rows(guild.id, args.members, [asker.id])
+    rows = member_rows(guild.id, args.members, [asker.id], args.distinct_xp)
     name = f"tally_bench_coldstart_{os.getpid()}"
     url = await create_database(
         POSTGRES_ADMIN_URL, name, "PostgreSQL left out: no server answers at {server} ({error})"
@@ -155,7 +162,8 @@ async def main() -> None:
             if url is not None:
                 await fill_postgres(url, rows)
                 backends["PostgreSQL"] = {"DATABASE_URL": url}
-            print(f"{args.members:,} members in one guild, filled in {time.perf_counter() - started:.0f} s")
+            xp = "every one a different XP" if args.distinct_xp else "skewed XP"
+            print(f"{args.members:,} members in one guild ({xp}), filled in {time.perf_counter() - started:.0f} s")
             base = {
                 "PATH": os.environ.get("PATH", ""),
                 "PYTHONPATH": str(ROOT),

@@ -9,7 +9,9 @@ bot.py as ``__main__``. With TALLY_STALL_PROBE=1 (bench/coldstart.py) a task
 wakes every millisecond on the bot's event loop and prints each time it
 woke more than 2 ms late, ``stall probe: <seconds> at <perf_counter>``, to
 stderr, and each pass of the garbage collector over 2 ms, ``gc pass: <seconds>
-generation <n>``.
+generation <n> at <perf_counter>``, and how often Python hands the GIL
+between threads, ``switch interval: <seconds>``, at start and whenever the bot
+changes it.
 """
 
 from __future__ import annotations
@@ -39,12 +41,15 @@ if os.environ.get("TALLY_STALL_PROBE") == "1":
     run = asyncio.run
 
     async def _probe() -> None:
+        switching = None
         while True:
             before = time.perf_counter()
             await asyncio.sleep(0.001)
             now = time.perf_counter()
             if (late := now - before - 0.001) > 0.002:
                 print(f"stall probe: {late:.6f} at {now:.6f}", file=sys.stderr, flush=True)
+            if switching != (switching := sys.getswitchinterval()):
+                print(f"switch interval: {switching:.6f}", file=sys.stderr, flush=True)
 
     started = [0.0]  # when the garbage collector's pass under way began
 
@@ -52,7 +57,11 @@ if os.environ.get("TALLY_STALL_PROBE") == "1":
         if phase == "start":
             started[0] = time.perf_counter()
         elif (took := time.perf_counter() - started[0]) > 0.002:
-            print(f"gc pass: {took:.6f} generation {info['generation']}", file=sys.stderr, flush=True)
+            print(
+                f"gc pass: {took:.6f} generation {info['generation']} at {time.perf_counter():.6f}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     gc.callbacks.append(_timed)
 

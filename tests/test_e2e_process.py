@@ -14,7 +14,7 @@ import discord
 import pytest
 from aiohttp.client_reqrep import ConnectionKey
 
-from bot import freeze_caches, unreachable
+from bot import GIL_SWITCH_SECONDS, freeze_caches, unreachable
 from tests.conftest import ROOT
 from tests.helpers import field
 
@@ -225,3 +225,13 @@ def test_frozen_caches_stay_out_of_the_collectors_way_and_are_collected_once_dro
         assert gc.get_freeze_count() > 0  # and what stands is frozen again
     finally:
         gc.unfreeze()  # the rest of this test process as it was
+
+
+async def test_the_event_loop_gets_the_gil_back_every_millisecond_once_the_bot_is_set_up(world, tally):
+    bot = await tally(TALLY_STALL_PROBE="1", XP_PER_MESSAGE="42")
+    await bot.wait_for_log("switch interval: 0.005000")  # Python's own, while bot.py starts
+    await bot.wait_for_log(f"switch interval: {GIL_SWITCH_SECONDS:.6f}")
+    assert GIL_SWITCH_SECONDS == 0.001
+    await world.say(world.alice, "hi")  # the probe and the setting change nothing members see
+    post = await world.ask(world.alice, "!level")
+    assert field(post, "Total XP") == "42"

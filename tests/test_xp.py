@@ -281,7 +281,7 @@ async def test_the_first_level_after_a_start_does_not_wait_for_the_board_and_cou
     assert await t.standing(GUILD, 2) == standing  # and the board, now read, agrees
 
 
-@pytest.mark.parametrize(("chunk", "sort_piece"), [(3, 7), (2048, 32768)])
+@pytest.mark.parametrize(("chunk", "sort_piece"), [(3, 7), (2048, 8192)])
 @pytest.mark.parametrize("distinct", ["few", "many"])
 def test_a_board_built_from_columns_in_user_id_order_ranks_as_a_plain_sort_does(
     monkeypatch, chunk, sort_piece, distinct
