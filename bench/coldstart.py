@@ -6,9 +6,9 @@ answers, on PostgreSQL, then runs the real bot process (``tests/launcher.py``,
 as the end-to-end tests do) against the tests' fake Discord, in several
 rounds, the backends alternating. As soon as the bot's session is ready, a
 member of that guild says ``!level``; the guild's board starts being read on
-that first message, and ``!level`` is answered
-from the database meanwhile. Then the member asks for ``!leaderboard``,
-which needs the board in memory. It prints, per backend, the median of:
+that first message, and ``!level`` is answered from the database meanwhile.
+Then the member asks for ``!leaderboard``, which needs the board in memory.
+It prints, per backend, the median of:
 
   * from process start to READY (Python, imports, the database opened, login);
   * from process start to the ``!level`` answer: the cold start (target 1 s);

@@ -281,18 +281,19 @@ async def test_the_first_level_after_a_start_does_not_wait_for_the_board_and_cou
     assert await t.standing(GUILD, 2) == standing  # and the board, now read, agrees
 
 
-@pytest.mark.parametrize(("chunk", "sort_piece"), [(3, 7), (2048, 8192)])
+@pytest.mark.parametrize(("chunk", "sort_piece", "xp_groups"), [(3, 7, 2), (2048, 8192, 256)])
 @pytest.mark.parametrize("distinct", ["few", "many"])
 def test_a_board_built_from_columns_in_user_id_order_ranks_as_a_plain_sort_does(
-    monkeypatch, chunk, sort_piece, distinct
+    monkeypatch, chunk, sort_piece, xp_groups, distinct
 ):
     import random
     from array import array
 
     monkeypatch.setattr(board_module, "CHUNK", chunk)
-    monkeypatch.setattr(board_module, "SORT_PIECE", sort_piece)
+    monkeypatch.setattr(board_module, "SORT_PIECE", sort_piece)  # and the pieces repeated values are appended in
+    monkeypatch.setattr(board_module, "XP_GROUPS", xp_groups)
     rng = random.Random(5)
-    values = [5, 5, 10, 15, 400, 10**12] if distinct == "few" else range(1, 10**9)
+    values = [5, 5, 10, 15, 400, 10**12, -3] if distinct == "few" else range(-(10**6), 10**9)
     rows = sorted((user, rng.choice(values)) for user in rng.sample(range(1, 10**6), 3000))
     built = GuildBoard.from_columns(array("Q", [u for u, _ in rows]), array("q", [xp for _, xp in rows]))
     expected = sorted(rows, key=lambda row: (-row[1], row[0]))  # XP down, then lower user ID
