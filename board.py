@@ -232,9 +232,9 @@ class GuildBoard:
         """Members changed since the last settle."""
         return len(self._changed)
 
-    def settle(self, limit: int | None = None) -> bool:
-        """Move the members changed since the last read to their place (at most ``limit`` of them);
-        True when none is left to move."""
+    def settle(self, limit: int | None = None) -> None:
+        """Move the members changed since the last read to their place (at most ``limit`` of them;
+        ``unsettled`` says how many are left)."""
         changed, by_id, by_rank = self._changed, self._by_id, self._by_rank
         for _ in range(len(changed) if limit is None else min(limit, len(changed))):
             user_id, after = changed.popitem()
@@ -246,7 +246,6 @@ class GuildBoard:
             if after:
                 by_rank.insert(-after, user_id)
             by_id.set(user_id, after)
-        return not changed
 
     def rank_of(self, user_id: int) -> int | None:
         """1-based rank, or None for a member without XP."""

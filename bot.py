@@ -58,10 +58,11 @@ EVERYTHING_PERMISSIONS = LEVELS_PERMISSIONS | 2 | 4
 
 def freeze_caches(*, collect: bool) -> None:
     """Freeze what stands now (the bot as loaded; later discord.py's caches of servers, channels and
-    members) out of the garbage collector's full passes: one walked a cache of 270,000 members for 13-18 ms, and a bigger cache for
-    longer, stalling the event loop each time. Frozen objects are still freed when nothing refers to
-    them, but never as cycles; a server's objects refer to each other, so when caches are dropped (a
-    server left, a new session) ``collect`` first collects everything once (one pass, then frozen again).
+    members) out of the garbage collector's full passes: one walked a cache of 270,000 members for
+    13-18 ms, and a bigger cache for longer, stalling the event loop each time. Frozen objects are still
+    freed when nothing refers to them, but never as cycles; a server's objects refer to each other, so
+    when caches are dropped (a server left, a new session) ``collect`` first collects everything once
+    (one pass, then frozen again).
     """
     if collect:
         gc.unfreeze()
@@ -208,9 +209,8 @@ class Tally(commands.AutoShardedBot):
             return False
         channel_id = int(data["channel_id"])
         channel = guild.get_channel_or_thread(channel_id)
-        parent_id = (
-            channel.parent_id if isinstance(channel, discord.Thread) else channel_id
-        )  # a thread earns as its parent
+        # a thread earns as its parent channel does
+        parent_id = channel.parent_id if isinstance(channel, discord.Thread) else channel_id
         role_ids = map(int, member.get("roles", ())) if server.noxp_roles or server.role_multipliers else ()
         amount = self.xp_earned(server, parent_id, role_ids)
         if amount:

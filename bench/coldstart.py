@@ -8,15 +8,15 @@ rounds, the backends alternating. As soon as the bot's session is ready, a
 member of that guild says ``!level``; the guild's board starts being read on
 that first message, and ``!level`` is answered from the database meanwhile.
 Then the member asks for ``!leaderboard``, which needs the board in memory.
-It prints, per backend, the median of:
+It prints, per backend, the median over rounds of:
 
   * from process start to READY (Python, imports, the database opened, login);
   * from process start to the ``!level`` answer: the cold start (target 1 s);
   * from process start to the ``!leaderboard`` answer: the board in memory;
-  * and the worst event-loop stall from the ``!level`` to that leaderboard,
-    from a probe in the bot's process that wakes every millisecond (target 20 ms),
-    beside the same probe's worst in this bench's own, mostly idle, process
-    meanwhile: what the machine itself adds.
+  * and (the worst over rounds) the event-loop stall from the ``!level`` to
+    that leaderboard, from a probe in the bot's process that wakes every
+    millisecond (target 20 ms), beside the same probe's worst in this bench's
+    own, mostly idle, process meanwhile: what the machine itself adds.
 
 The PostgreSQL server is the one at ``TALLY_BENCH_POSTGRES_URL`` (default
 postgresql://postgres@127.0.0.1:5432/postgres; the database
@@ -126,7 +126,7 @@ async def one_start(fake: FakeDiscord, env: dict[str, str], guild, channel, memb
         process.terminate()
         await process.wait()
         await reader
-    # stalls over 2 ms that ended between the command and the board's first page, on the bot's clock
+    # stalls over 2 ms that ended between the !level and the !leaderboard's answer, on the bot's clock
     # (perf_counter is the same monotonic clock in both processes on Linux)
     stalls = [line.split() for line in lines if line.startswith("stall probe:")]
     worst = max([float(parts[2]) for parts in stalls if asked <= float(parts[4]) <= loaded] or [0.0])

@@ -55,6 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from db import SCHEMA_VERSION, Database  # noqa: E402
+from storage.sqlite import closed_mark  # noqa: E402
 
 GUILD_SHARES = (0.40, 0.30, 0.15, 0.10, 0.05)  # a few big servers and a tail
 GUILD_BASE = 100000000000000000
@@ -172,11 +173,9 @@ def fill(path: Path, members: int, rng: random.Random) -> dict[str, int]:
         "INSERT INTO case_reasons (guild_id, number, reason, moderator_id, replaced_at) VALUES (?, ?, ?, ?, ?)",
         ((c[0], c[1], "first draft", c[5], c[7] + 60) for c in cases[::10]),
     )
-    conn.executemany(
-        "INSERT INTO guild_settings (guild_id, prefix) VALUES (?, ?)", [(g, "?") for g in list(guilds)[:2]]
-    )
-    conn.executemany(
-        "INSERT INTO modlog_channels (guild_id, channel_id) VALUES (?, ?)", [(g, g + 1) for g in list(guilds)[:3]]
+    conn.executemany(  # a few servers' settings, as !settings stores them
+        "INSERT INTO guild_settings (guild_id, name, value) VALUES (?, ?, ?)",
+        [(g, "prefix", "?") for g in list(guilds)[:2]] + [(g, "modlog", str(g + 1)) for g in list(guilds)[:3]],
     )
     conn.execute("COMMIT")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # everything in the main file
@@ -278,7 +277,7 @@ async def open_database(path: Path, as_closed: bool) -> tuple[float, float, str]
     """Wall seconds of Tally's Database.open (its SQL runs in aiosqlite's thread: no CPU figure): of a
     file as Tally's last close left it (``<file>.closed`` says so: no page check), or of one changed since."""
     if not as_closed:
-        path.with_name(path.name + ".closed").unlink(missing_ok=True)
+        closed_mark(path).unlink(missing_ok=True)
     wall = time.perf_counter()
     db = await Database.open(path)
     elapsed = time.perf_counter() - wall

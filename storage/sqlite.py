@@ -180,7 +180,8 @@ def _damaged(path: Path, problem: str) -> DatabaseRefused:
     )
 
 
-def _closed_mark(path: Path) -> Path:
+def closed_mark(path: Path) -> Path:
+    """Where a clean close records the file as it left it (see _mark_closed)."""
     return path.with_name(path.name + ".closed")
 
 
@@ -206,7 +207,7 @@ async def _mark_closed(path: Path) -> None:
     shows."""
     if (identity := _identity(path)) is None:
         return
-    mark = _closed_mark(path)
+    mark = closed_mark(path)
     for _ in range(10):
         mark.write_text(identity + "\n", encoding="ascii")
         if mark.stat().st_mtime_ns > path.stat().st_mtime_ns:
@@ -219,7 +220,7 @@ def _unchanged_since_closed(path: Path) -> bool:
     """Whether the file is exactly as a Tally connection left it when it last closed it, as
     ``<file>.closed`` recorded then. The record is used once: a stop that is not clean leaves none, and
     an edit, a copy or a restore changes the file's time or inode, so the next open checks every page."""
-    mark = _closed_mark(path)
+    mark = closed_mark(path)
     try:
         left = mark.read_text(encoding="ascii").strip()
         written = mark.stat().st_mtime_ns
